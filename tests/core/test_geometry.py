@@ -1,0 +1,124 @@
+"""Tests of g2vlm_core.geometry: normals, back-projection, point-cloud helpers and rendering on exact cases."""
+from __future__ import annotations
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from g2vlm_core.camera import CameraIntrinsics, GeometryError, pixel_rays
+from g2vlm_core.frame import RGBDFrame
+from g2vlm_core.geometry import (frame_points, from_o3d_pointcloud, normals_from_depth, render_depth,
+                                 resolve_device, to_o3d_pointcloud, voxel_downsample)
+
+INTR = CameraIntrinsics(64, 48, 50.0, 52.0, 31.5, 23.5)
+
+
+def plane_depth(n: np.ndarray, d: float, intr: CameraIntrinsics = INTR) -> np.ndarray:
+    """Depth of the plane {X : n.X = d} (camera frame) seen through each pixel: z = d / (n . ray)."""
+    return (d / (pixel_rays(intr) @ n)).astype(np.float32)
+
+
+def test_normals_fronto_parallel_plane():
+    depth = np.full(INTR.shape, 2.0, np.float32)
+    n = normals_from_depth(depth, INTR)
+    inner = n[1:-1, 1:-1]
+    np.testing.assert_allclose(inner, np.broadcast_to([0, 0, -1], inner.shape), atol=1e-6)
+    assert np.all(n[0] == 0) and np.all(n[:, -1] == 0)  # borders have no central difference
+
+
+@pytest.mark.parametrize("normal", [[0.3, -0.2, 1.0], [-0.5, 0.4, 0.8], [0.0, 0.6, 1.0]])
+def test_normals_tilted_plane_are_exact_and_face_camera(normal):
+    n_true = np.asarray(normal, np.float64) / np.linalg.norm(normal)
+    depth = plane_depth(n_true, 1.5)
+    n = normals_from_depth(depth, INTR, max_rel_jump=0.5)[1:-1, 1:-1].reshape(-1, 3)
+    # the plane's normal points away from the camera (n.X = d > 0); the estimate must face the camera
+    np.testing.assert_allclose(n, np.broadcast_to(-n_true, n.shape), atol=2e-3)
+
+
+def test_normals_undefined_at_holes_and_depth_jumps():
+    depth = np.full(INTR.shape, 2.0, np.float32)
+    depth[:, 32:] = 3.0  # occlusion boundary between columns 31 and 32
+    depth[10, 10] = np.nan
+    depth[20, 20] = 0.0
+    n = normals_from_depth(depth, INTR)
+    norms = np.linalg.norm(n, axis=-1)
+    assert np.all(norms[1:-1, 31:33] == 0)  # no normal smeared across the jump
+    for r, c in ((10, 10), (20, 20)):
+        # the hole and its 4-neighbours (whose central differences use it) have no normal; diagonals do
+        assert all(norms[r + dr, c + dc] == 0 for dr, dc in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)))
+        assert norms[r + 1, c + 1] > 0
+    np.testing.assert_allclose(norms[30, 5], 1.0, atol=1e-6)
+
+
+def test_frame_points_backprojection_lies_on_plane_in_world():
+    n_cam = np.array([0.2, -0.1, 1.0])
+    n_cam /= np.linalg.norm(n_cam)
+    depth = plane_depth(n_cam, 2.0)
+    rgb = np.random.default_rng(0).integers(0, 256, INTR.shape + (3,), dtype=np.uint8)
+    ang = np.radians(30)
+    T = np.eye(4)
+    T[:3, :3] = [[np.cos(ang), -np.sin(ang), 0], [np.sin(ang), np.cos(ang), 0], [0, 0, 1]]
+    T[:3, 3] = [1.0, -2.0, 0.5]
+    pts_c, cols = frame_points(RGBDFrame(rgb, depth, INTR, T), in_world=False)
+    np.testing.assert_allclose(pts_c @ n_cam, 2.0, atol=1e-5)
+    np.testing.assert_allclose(cols, rgb.reshape(-1, 3) / 255.0, atol=1e-7)
+    pts_w, _ = frame_points(RGBDFrame(rgb, depth, INTR, T))
+    n_w, d_w = T[:3, :3] @ n_cam, 2.0 + (T[:3, :3] @ n_cam) @ T[:3, 3]
+    np.testing.assert_allclose(pts_w @ n_w, d_w, atol=1e-5)
+
+
+def test_frame_points_validity_and_range():
+    depth = np.full(INTR.shape, 1.0, np.float32)
+    depth[0, :4] = [np.nan, np.inf, -1.0, 0.0]
+    depth[1, :2] = [0.05, 9.0]  # below min, above max
+    rgb = np.zeros(INTR.shape + (3,), np.uint8)
+    pts, cols = frame_points(RGBDFrame(rgb, depth, INTR, np.eye(4)), depth_min_m=0.1, depth_max_m=5.0)
+    assert len(pts) == len(cols) == depth.size - 6
+    assert np.all(np.isfinite(pts))
+    with pytest.raises(GeometryError):
+        frame_points(RGBDFrame(rgb, depth, INTR, None))
+
+
+def test_voxel_downsample_averages_per_voxel():
+    pts = np.array([[0.01, 0.01, 0.01], [0.03, 0.03, 0.03], [0.51, 0.51, 0.51]], np.float32)
+    cols = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], np.float32)
+    p, c = voxel_downsample(pts, 0.1, cols)
+    order = np.argsort(p[:, 0])
+    np.testing.assert_allclose(p[order], [[0.02, 0.02, 0.02], [0.51, 0.51, 0.51]], atol=1e-6)
+    np.testing.assert_allclose(c[order], [[0.5, 0, 0.5], [0, 1, 0]], atol=1e-6)
+    with pytest.raises(GeometryError):
+        voxel_downsample(pts, 0.0)
+
+
+def test_open3d_roundtrip_tensor_and_legacy():
+    rng = np.random.default_rng(1)
+    pts, cols = rng.normal(size=(50, 3)).astype(np.float32), rng.random((50, 3)).astype(np.float32)
+    pcd = to_o3d_pointcloud(pts, cols)
+    p2, c2 = from_o3d_pointcloud(pcd)
+    np.testing.assert_array_equal(p2, pts)
+    np.testing.assert_array_equal(c2, cols)
+    p3, c3 = from_o3d_pointcloud(pcd.to_legacy())
+    np.testing.assert_allclose(p3, pts, atol=1e-6)
+    with pytest.raises(GeometryError):
+        to_o3d_pointcloud(pts, cols[:10])
+
+
+def test_render_depth_matches_analytic_plane():
+    # a large square at z = 3 in the world, camera at the origin looking along +z (identity pose)
+    mesh = o3d.geometry.TriangleMesh.create_box(20.0, 20.0, 0.01).translate([-10.0, -10.0, 3.0])
+    depth = render_depth(mesh, INTR, np.eye(4))
+    np.testing.assert_allclose(depth, 3.0, atol=1e-5)
+    # move the camera 1 m back along its optical axis: depth grows by exactly 1 m
+    T = np.eye(4)
+    T[2, 3] = -1.0
+    np.testing.assert_allclose(render_depth(mesh, INTR, T), 4.0, atol=1e-5)
+
+
+def test_resolve_device():
+    assert resolve_device("CPU:0").get_type() == o3d.core.Device.DeviceType.CPU
+    auto = resolve_device("auto")
+    expect_cuda = o3d.core.cuda.is_available()
+    assert (auto.get_type() == o3d.core.Device.DeviceType.CUDA) == expect_cuda
+    if not expect_cuda:
+        with pytest.raises(GeometryError):
+            resolve_device("CUDA:0")
