@@ -25,6 +25,7 @@ setup(
             "g2vlm-perception-node = g2vlm_ros.perception_node:main",
             "g2vlm-map-server = g2vlm_ros.map_server_node:main",
             "g2vlm-smoke = g2vlm_ros.smoke:main",
+            "g2vlm-replay = g2vlm_ros.replay:main",
         ],
     },
 )

@@ -442,3 +442,9 @@ def query_result_to_response(result, graph: SceneGraph, resp, stamp_s: float):
     if result.achievable and result.object_ids and result.object_ids[0] in by_id:
         resp.target_pose = pose_stamped(by_id[result.object_ids[0]].box, graph.frame_id, stamp_s)
     return resp
+
+
+def transform_to_matrix(transform) -> np.ndarray:
+    """geometry_msgs/Transform (e.g. from a tf2 lookup) -> 4x4."""
+    t, q = transform.translation, transform.rotation
+    return pose_to_matrix(Pose(position=Point(x=t.x, y=t.y, z=t.z), orientation=Quaternion(x=q.x, y=q.y, z=q.z, w=q.w)))

@@ -19,13 +19,17 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def ros_env() -> dict:
+def child_env() -> dict:
     """Environment for child processes: same DDS domain, loopback only, the source tree on the path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def ros_env() -> dict:
+    return child_env()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
 from g2vlm_ros.qos import LATCHED
 from g2vlm_ros.srv import SpatialQuery
 
-from .conftest import NodeProcess, call, spin_until
+from .conftest import NodeProcess, call, child_env, spin_until
 
 
 def _graph() -> SceneGraph:
@@ -25,13 +25,13 @@ def _graph() -> SceneGraph:
     return SceneGraph(objects=objs, frame_id="map", stamp_s=5.0)
 
 
-@pytest.fixture
-def map_server(tmp_path, ros_env):
-    path = tmp_path / "scene_graph.json"
+@pytest.fixture(scope="module")
+def map_server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("map") / "scene_graph.json"
     path.write_text(json.dumps(_graph().to_dict()))
     # the viewer stands at the origin looking along +x, so +y is on its left
     proc = NodeProcess(["-m", "g2vlm_ros.map_server_node", "--ros-args", "-p", f"map_file:={path}",
-                        "-p", "viewpoint:=[0.0, 0.0, 1.2, 1.0, 0.0, 0.0]"], ros_env)
+                        "-p", "viewpoint:=[0.0, 0.0, 1.2, 1.0, 0.0, 0.0]"], child_env())
     yield proc
     rc, out = proc.stop()
     assert rc == 0, f"map server exited with {rc}:\n{out}"

@@ -1,0 +1,110 @@
+"""Benchmark G2VLM inference: ms per keyframe (320x240, 640x480) and ms per text query, on CPU and CUDA.
+
+Usage::
+
+    python benchmarks/bench_model.py                                  # random weights, config/model_small.yaml
+    python benchmarks/bench_model.py --checkpoint runs/stage2/final   # a trained checkpoint
+    python benchmarks/bench_model.py --repeats 20 --json bench.json
+
+"dense" is the network on the keyframe (depth refinement, normals, semantics, votes); "full" adds instance grouping,
+object boxes and object embeddings (G2VLMInference.process_keyframe). With random weights the grouping finds the
+maximum number of instances, so "full" is a worst case; a trained model finds the scene's objects.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from g2vlm_core.model import G2VLM, load_config  # noqa: E402
+from g2vlm_core.model.data import TOY_CATEGORIES, toy_frame  # noqa: E402
+from g2vlm_core.model.inference import G2VLMInference  # noqa: E402
+from g2vlm_core.model.train import fill_dataset_fields  # noqa: E402
+
+
+def timeit(fn, repeats: int, warmup: int = 2, sync=lambda: None) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def bench_device(inf: G2VLMInference, repeats: int) -> dict[str, float]:
+    dev = inf.device
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    res: dict[str, float] = {}
+    for H, W in ((240, 320), (480, 640)):
+        frame, _ = toy_frame(0, H, W, n_obj=5)
+        rgb = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float().div(255).to(dev)
+        depth = torch.from_numpy(frame.depth_m)[None, None].to(dev)
+        K = torch.from_numpy(frame.intrinsics.K).float()[None].to(dev)
+        T = torch.from_numpy(frame.T_world_cam).float()[None].to(dev)
+
+        def dense():
+            with torch.no_grad(), inf._autocast():
+                inf.model.encode_frame(rgb, depth, K, T)
+
+        res[f"dense_ms_{W}x{H}"] = timeit(dense, repeats, sync=sync)
+        res[f"full_ms_{W}x{H}"] = timeit(lambda: inf.process_frame(frame), repeats, sync=sync)
+        res[f"instances_{W}x{H}"] = len(inf.process_frame(frame).instances)
+    words = ["red", "blue", "small", "large", "mug", "chair", "table", "lamp", "left of", "on", "near", "behind"]
+    rng = np.random.default_rng(0)
+    queries = [" ".join(rng.choice(words, 5)) + f" {i}" for i in range(repeats + 2)]
+    it = iter(queries)
+    res["text_ms_uncached"] = timeit(lambda: inf.embed_text(next(it)), repeats, sync=sync)
+    res["text_ms_cached"] = timeit(lambda: inf.embed_text(queries[0]), repeats, sync=sync)
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="", help="checkpoint dir or .safetensors (default: random weights)")
+    p.add_argument("--config", default=str(REPO / "config" / "model_small.yaml"))
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--json", default="", help="also write the results to this JSON file")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "devices": {}}
+    for dev in devices:
+        if args.checkpoint:
+            inf = G2VLMInference.from_checkpoint(args.checkpoint, dev)
+        else:
+            cfg = load_config(args.config)
+            fill_dataset_fields(cfg, TOY_CATEGORIES)
+            torch.manual_seed(0)
+            inf = G2VLMInference(G2VLM(cfg.model), dev)
+        name = torch.cuda.get_device_name(0) if dev == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+        r = bench_device(inf, args.repeats)
+        results["devices"][name] = r
+        print(f"== {name} ({'checkpoint ' + args.checkpoint if args.checkpoint else 'random weights'})")
+        for k, v in r.items():
+            print(f"  {k:24s} {v:9.2f}" if isinstance(v, float) else f"  {k:24s} {v:9d}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Evaluate a G2VLM checkpoint on a synthetic split and print the figures of issue 5.
+
+Usage::
+
+    python -m g2vlm_core.model.evaluate --checkpoint runs/stage2/final --data data/synth --split test
+    python -m g2vlm_core.model.evaluate --checkpoint runs/stage2/final --data data/synth --max-frames 50 --json m.json
+
+Figures: depth refinement (AbsRel and RMSE of the raw noisy depth vs the refined depth, on pixels with both raw and
+true depth, and RMSE of the refined depth on the sensor's holes); instance segmentation (mean best IoU of true object
+masks, and semantic mIoU); relation accuracy (learned head on true boxes, every valid pair and predicate, this frame's
+viewpoint); referring-expression grounding Acc@0.25 / Acc@0.5 (3D IoU of the box of the best-scored predicted
+instance with the true box, per frame); retrieval R@1 / R@5 (expressions against every object of the scene, object
+embeddings averaged over the frames that see them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+import numpy as np
+import torch
+
+from ..scene_graph import Box3D
+from .data import collate, frame_to_example
+from .inference import G2VLMInference
+from .model import object_masks
+
+log = logging.getLogger(__name__)
+
+
+def aabb_iou(a: Box3D, b: Box3D) -> float:
+    """IoU of the world axis-aligned bounds of two boxes."""
+    alo, ahi = a.aabb()
+    blo, bhi = b.aabb()
+    inter = np.prod(np.clip(np.minimum(ahi, bhi) - np.maximum(alo, blo), 0, None))
+    union = np.prod(ahi - alo) + np.prod(bhi - blo) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _resize_frame(frame, hw):
+    if hw is None or frame.depth_m.shape == tuple(hw):
+        return frame
+    import torch.nn.functional as F
+    from ..frame import RGBDFrame
+    H0, W0 = frame.depth_m.shape
+    t = lambda a, mode: F.interpolate(torch.from_numpy(np.array(a, dtype=np.float32))[None, None] if a.ndim == 2 else  # noqa: E731
+                                      torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None],
+                                      size=tuple(hw), mode=mode)[0]
+    rgb = t(frame.rgb, "bilinear").permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    ex = dict(frame.extras)
+    ex["depth_gt_m"] = t(ex["depth_gt_m"], "nearest")[0].numpy()
+    ex["instance_ids"] = t(ex["instance_ids"], "nearest")[0].numpy().astype(np.int32)
+    ex["semantic_ids"] = t(ex["semantic_ids"], "nearest")[0].numpy().astype(np.int32)
+    ex["normals"] = t(ex["normals"], "nearest").permute(1, 2, 0).numpy()
+    intr = frame.intrinsics.scaled(hw[1] / W0)
+    return RGBDFrame(rgb, t(frame.depth_m, "nearest")[0].numpy(), intr, frame.T_world_cam, frame.stamp_s, frame.index, ex)
+
+
+@torch.no_grad()
+def evaluate_split(inf: G2VLMInference, root: str, split: str = "test", max_frames: int = 0,
+                   image_hw: tuple[int, int] | None = None, frame_stride: int = 1) -> dict[str, float]:
+    from ..synth import SynthDataset
+    ds = SynthDataset(root, split)
+    if len(ds) == 0:
+        raise FileNotFoundError(f"no {split} scenes under {root}")
+    cats = tuple(ds.categories)
+    model = inf.model
+    acc = {k: [] for k in ("abs_rel_raw", "abs_rel_ref", "rmse_raw", "rmse_ref", "rmse_holes", "inst_iou",
+                           "rel_correct", "g25", "g50", "r1", "r5")}
+    sq = {"raw": [0.0, 0], "ref": [0.0, 0], "holes": [0.0, 0]}
+    sem_inter = np.zeros(model.cfg.num_semantic)
+    sem_union = np.zeros(model.cfg.num_semantic)
+    n_frames = 0
+    for scene in ds:
+        obj_emb: dict[int, list[np.ndarray]] = {}
+        for fi in range(0, len(scene), frame_stride):
+            if max_frames and n_frames >= max_frames:
+                break
+            frame = _resize_frame(scene.frame(fi), image_hw)
+            n_frames += 1
+            gt = frame.extras["depth_gt_m"]
+            r = inf.process_frame(frame)
+            raw = frame.depth_m
+            both = (gt > 0) & np.isfinite(raw) & (raw > 0)
+            holes = (gt > 0) & ~(np.isfinite(raw) & (raw > 0))
+            for key, pred, m in (("raw", raw, both), ("ref", r.depth_m, both), ("holes", r.depth_m, holes)):
+                if m.any():
+                    sq[key][0] += float(((pred[m] - gt[m]) ** 2).sum())
+                    sq[key][1] += int(m.sum())
+            if both.any():
+                acc["abs_rel_raw"].append(float((np.abs(raw[both] - gt[both]) / gt[both]).mean()))
+                acc["abs_rel_ref"].append(float((np.abs(r.depth_m[both] - gt[both]) / gt[both]).mean()))
+            sem = frame.extras["semantic_ids"]
+            for c in np.union1d(np.unique(sem), np.unique(r.semantic_ids)):
+                if 0 < c < len(sem_inter):
+                    sem_inter[c] += np.sum((sem == c) & (r.semantic_ids == c))
+                    sem_union[c] += np.sum((sem == c) | (r.semantic_ids == c))
+            ex = frame_to_example(frame, scene.objects, cats, None, scene.expressions, scene.qa)
+            inst = frame.extras["instance_ids"]
+            objs = sorted((o for o in scene.objects if (inst == o.id).sum() >= 20), key=lambda o: o.id)
+            for o in objs:
+                m = inst == o.id
+                ious = [np.sum(m & p.mask) / np.sum(m | p.mask) for p in r.instances]
+                acc["inst_iou"].append(float(max(ious, default=0.0)))
+            if not objs:
+                continue
+            b = collate([ex])
+            dev = inf.device
+            b = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in b.items()}
+            out, enc = model.encode_frame(b["rgb"], b["depth"], b["K"], b["T_world_cam"])
+            masks = object_masks(b["instance_ids"], b["obj_boxes"].shape[1], enc["fine_map"].shape[-2:])
+            emb = model.encode_objects(enc, masks, b["obj_boxes"], b["obj_valid"], b["T_world_cam"])["obj_embed"]
+            rel = model.relation(b["obj_boxes"], b["T_world_cam"], emb)["rel_logits"] > 0
+            ok = (rel == (b["rel_targets"] > 0.5))[b["rel_valid"]]
+            acc["rel_correct"].extend(ok.float().flatten().cpu().tolist())
+            for o, e in zip(objs, emb[0].float().cpu().numpy()):
+                obj_emb.setdefault(o.id, []).append(e)
+            # Grounding in this frame with predicted instances and their predicted boxes.
+            if r.instances and ex["expr_text"]:
+                pe = np.stack([p.embedding for p in r.instances])
+                pb = [p.box for p in r.instances]
+                for text, slot in zip(ex["expr_text"], ex["expr_target"]):
+                    s = inf.ground(text, pe, pb, frame.T_world_cam)
+                    iou = aabb_iou(pb[int(np.argmax(s))], objs[slot].box)
+                    acc["g25"].append(float(iou >= 0.25))
+                    acc["g50"].append(float(iou >= 0.5))
+            elif ex["expr_text"]:
+                acc["g25"].extend([0.0] * len(ex["expr_text"]))
+                acc["g50"].extend([0.0] * len(ex["expr_text"]))
+        # Retrieval over the whole scene.
+        ids = sorted(obj_emb)
+        if len(ids) >= 2:
+            E = np.stack([np.mean(obj_emb[i], axis=0) for i in ids])
+            boxes = [next(o.box for o in scene.objects if o.id == i) for i in ids]
+            poses = scene.poses()
+            for e in scene.expressions:
+                if e.target_id not in obj_emb:
+                    continue
+                T = poses[0]
+                if e.viewpoint:
+                    T = poses[int(e.viewpoint.split("_")[-1])]
+                s = inf.ground(e.text, E, boxes, T)
+                rank = int(np.sum(s > s[ids.index(e.target_id)]))
+                acc["r1"].append(float(rank < 1))
+                acc["r5"].append(float(rank < 5))
+        if max_frames and n_frames >= max_frames:
+            break
+    mean = lambda k: float(np.mean(acc[k])) if acc[k] else float("nan")  # noqa: E731
+    rmse = lambda k: float(np.sqrt(sq[k][0] / sq[k][1])) if sq[k][1] else float("nan")  # noqa: E731
+    seen = sem_union > 0
+    res = {"frames": n_frames, "depth_abs_rel_raw": mean("abs_rel_raw"), "depth_abs_rel_refined": mean("abs_rel_ref"),
+           "depth_rmse_raw": rmse("raw"), "depth_rmse_refined": rmse("ref"), "depth_rmse_refined_on_holes": rmse("holes"),
+           "instance_mean_best_iou": mean("inst_iou"),
+           "semantic_miou": float(np.mean(sem_inter[seen] / sem_union[seen])) if seen.any() else float("nan"),
+           "relation_accuracy": mean("rel_correct"), "grounding_acc_025": mean("g25"), "grounding_acc_050": mean("g50"),
+           "grounding_expressions": len(acc["g25"]), "retrieval_r1": mean("r1"), "retrieval_r5": mean("r5")}
+    res["depth_rmse_reduction"] = 1.0 - res["depth_rmse_refined"] / res["depth_rmse_raw"] if sq["raw"][1] else float("nan")
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default="data/synth")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-frames", type=int, default=0)
+    p.add_argument("--frame-stride", type=int, default=1)
+    p.add_argument("--image-hw", type=int, nargs=2, default=None, help="evaluate at this resolution (H W)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", default="")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    inf = G2VLMInference.from_checkpoint(args.checkpoint, args.device)
+    res = evaluate_split(inf, args.data, args.split, args.max_frames, args.image_hw, args.frame_stride)
+    for k, v in res.items():
+        print(f"{k:32s} {v:.4f}" if isinstance(v, float) else f"{k:32s} {v}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Batched torch geometry for the model: rays, back-projection, hole filling, normals, viewer frames, box features."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pixel_rays(K: torch.Tensor, H: int, W: int, stride: int = 1) -> torch.Tensor:
+    """Unit-z camera rays ``(B, 3, H//stride, W//stride)`` at the centres of ``stride`` x ``stride`` cells."""
+    dev, dt = K.device, K.dtype
+    off = (stride - 1) / 2.0
+    u = torch.arange(W // stride, device=dev, dtype=dt) * stride + off
+    v = torch.arange(H // stride, device=dev, dtype=dt) * stride + off
+    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    x = (u[None, None, :] - cx[:, None, None]) / fx[:, None, None]  # (B, 1, w)
+    y = (v[None, :, None] - cy[:, None, None]) / fy[:, None, None]  # (B, h, 1)
+    x, y = torch.broadcast_tensors(x, y)
+    return torch.stack([x, y, torch.ones_like(x)], dim=1)  # (B, 3, h, w)
+
+
+def sanitize_depth(depth: torch.Tensor, max_depth_m: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth with NaN/inf/<=0/too-far values set to 0, and the validity mask (both (B, 1, H, W))."""
+    valid = torch.isfinite(depth) & (depth > 1e-3) & (depth <= max_depth_m)
+    return torch.where(valid, depth, torch.zeros_like(depth)), valid
+
+
+def fill_holes(depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Fill invalid pixels of ``(B, 1, H, W)`` depth from a validity-normalised image pyramid (coarser = farther)."""
+    v = valid.to(depth.dtype)
+    levels = [(depth * v, v)]
+    while min(levels[-1][0].shape[-2:]) > 1:
+        d, w = levels[-1]
+        levels.append((F.avg_pool2d(d, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+    d, w = levels[-1]
+    filled = d.sum((2, 3), keepdim=True) / w.sum((2, 3), keepdim=True).clamp_min(1e-6)  # global mean fallback
+    for d, w in reversed(levels):
+        up = F.interpolate(filled, size=d.shape[-2:], mode="nearest")
+        filled = torch.where(w > 1e-6, d / w.clamp_min(1e-6), up)
+    return filled  # (B, 1, H, W), equal to depth where valid
+
+
+def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Separable k x k mean filter of ``(B, C, H, W)`` with replicate padding."""
+    p = k // 2
+    x = F.avg_pool2d(F.pad(x, (p, p, 0, 0), mode="replicate"), (1, k), stride=1)
+    return F.avg_pool2d(F.pad(x, (0, 0, p, p), mode="replicate"), (k, 1), stride=1)
+
+
+def normals_from_points(points: torch.Tensor) -> torch.Tensor:
+    """Unit normals ``(B, 3, H, W)`` of an organised point image ``(B, 3, H, W)``, facing the camera."""
+    p = F.pad(points, (1, 1, 1, 1), mode="replicate")
+    dx = p[:, :, 1:-1, 2:] - p[:, :, 1:-1, :-2]
+    dy = p[:, :, 2:, 1:-1] - p[:, :, :-2, 1:-1]
+    n = torch.cross(dx, dy, dim=1)
+    n = n * torch.where((n * points).sum(1, keepdim=True) > 0, -1.0, 1.0)
+    return F.normalize(n, dim=1, eps=1e-8)
+
+
+def to_world(points_cam: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """Camera-frame points ``(B, N, 3)`` -> world frame ``(B, N, 3)``."""
+    return points_cam @ T_world_cam[:, :3, :3].transpose(1, 2) + T_world_cam[:, None, :3, 3]
+
+
+def viewer_rotation(T_world_cam: torch.Tensor) -> torch.Tensor:
+    """Rows (right, forward_h, up) ``(B, 3, 3)`` of the gravity-aligned viewer frame (world z up).
+
+    ``R @ v`` expresses a world vector in that frame: rotation about z does not change it, left/right is explicit.
+    """
+    f = T_world_cam[:, :3, 2].clone()
+    f[:, 2] = 0.0
+    n = f.norm(dim=1, keepdim=True)
+    fallback = torch.tensor([1.0, 0.0, 0.0], device=f.device, dtype=f.dtype).expand_as(f)
+    f = torch.where(n > 1e-6, f / n.clamp_min(1e-6), fallback)  # straight down: any horizontal axis will do
+    up = torch.zeros_like(f)
+    up[:, 2] = 1.0
+    right = torch.cross(f, up, dim=1)
+    return torch.stack([right, f, up], dim=1)
+
+
+def box_half_extents(boxes: torch.Tensor) -> torch.Tensor:
+    """World axis-aligned half extents ``(..., 3)`` of gravity-aligned boxes ``(..., 7)`` (centre, size, yaw)."""
+    c, s = torch.cos(boxes[..., 6]).abs(), torch.sin(boxes[..., 6]).abs()
+    hx, hy = boxes[..., 3] / 2, boxes[..., 4] / 2
+    return torch.stack([c * hx + s * hy, s * hx + c * hy, boxes[..., 5] / 2], dim=-1)
+
+
+def box_features(boxes: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """Per-object features ``(B, M, 9)``: centre relative to the camera in the viewer frame (3), world half extents (3),
+    log volume, bottom height relative to the camera, horizontal distance (metres)."""
+    R = viewer_rotation(T_world_cam)  # (B, 3, 3)
+    rel = (boxes[..., :3] - T_world_cam[:, None, :3, 3]) @ R.transpose(1, 2)  # (B, M, 3)
+    h = box_half_extents(boxes)
+    vol = torch.log((8 * h.prod(-1, keepdim=True)).clamp_min(1e-6))
+    bottom = rel[..., 2:3] - h[..., 2:3]
+    return torch.cat([rel, h, vol, bottom, rel[..., :2].norm(dim=-1, keepdim=True)], dim=-1)
+
+
+PAIR_FEATURES = 22
+
+
+def pair_features(boxes: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """Geometric features ``(B, M, M, 22)`` of every ordered pair (a, b) of boxes ``(B, M, 7)``.
+
+    The quantities the predicates of g2vlm_core.predicates are defined on (viewer-frame centre offsets, vertical gaps,
+    footprint overlap, box separation, volume overlap), each in metres/fractions and as a clamped margin in units of
+    5 cm so that the head can learn sharp thresholds.
+    """
+    R = viewer_rotation(T_world_cam)
+    c = boxes[..., :3]
+    h = box_half_extents(boxes)
+    lo, hi = c - h, c + h
+    d = (c[:, None, :, :] - c[:, :, None, :]) @ R[:, None].transpose(-1, -2)  # (B, M, M, 3): c_b - c_a, viewer frame
+    inter = (torch.minimum(hi[:, :, None], hi[:, None, :]) - torch.maximum(lo[:, :, None], lo[:, None, :])).clamp_min(0)
+    area = 4 * h[..., 0] * h[..., 1]
+    overlap = inter[..., 0] * inter[..., 1] / torch.minimum(area[:, :, None], area[:, None, :]).clamp_min(1e-9)
+    above_gap = lo[:, :, None, 2] - hi[:, None, :, 2]  # bottom_a - top_b
+    below_gap = lo[:, None, :, 2] - hi[:, :, None, 2]  # bottom_b - top_a
+    inside_xy = torch.amin(h[:, None, :, :2] - (c[:, :, None, :2] - c[:, None, :, :2]).abs(), dim=-1)
+    inside_xy_b = torch.amin(h[:, :, None, :2] - (c[:, :, None, :2] - c[:, None, :, :2]).abs(), dim=-1)
+    sep = torch.maximum(lo[:, :, None] - hi[:, None, :], lo[:, None, :] - hi[:, :, None]).clamp_min(0)
+    gap = sep.norm(dim=-1)
+    vol = 8 * h.prod(-1)
+    frac_a = inter.prod(-1) / vol[:, :, None].clamp_min(1e-9)
+    frac_b = inter.prod(-1) / vol[:, None, :].clamp_min(1e-9)
+    logvol = torch.log(vol[:, None, :].clamp_min(1e-9)) - torch.log(vol[:, :, None].clamp_min(1e-9))
+    metric = torch.stack([d[..., 0], d[..., 1], d[..., 2], above_gap, below_gap, inside_xy, inside_xy_b, gap], -1)
+    frac = torch.stack([overlap, frac_a, frac_b, logvol.clamp(-5, 5)], -1)
+    margins = (metric / 0.05).clamp(-6, 6)
+    dist = d.norm(dim=-1, keepdim=True)
+    return torch.cat([metric, margins, frac, dist, (dist / 0.05).clamp(max=20) / 20], dim=-1)  # (B, M, M, 22)

@@ -1,0 +1,268 @@
+"""Inference API for the node and evaluation: keyframe -> refined depth, normals, instances with language-aligned
+embeddings; cached text embeddings; relation scoring and grounding over boxes (e.g. the object map's)."""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..camera import CameraIntrinsics, GeometryError, check_rigid
+from ..frame import RGBDFrame
+from ..scene_graph import Box3D
+from .checkpoint import load_model
+from .model import FINE_STRIDE, G2VLM, object_masks
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class InstanceProposal:
+    """One object proposal of a keyframe (world-frame box and points)."""
+
+    mask: np.ndarray  # (H, W) bool
+    label: str
+    semantic_id: int
+    score: float  # mean semantic probability of its pixels
+    box: Box3D
+    embedding: np.ndarray  # (E,) unit, language-aligned
+    centroid: np.ndarray  # (3,) world
+    mean_color: np.ndarray  # (3,) RGB in [0, 1]
+    pixel_count: int
+
+
+@dataclass
+class KeyframeResult:
+    depth_m: np.ndarray  # (H, W) float32 refined depth, metres
+    normals_cam: np.ndarray  # (H, W, 3) float32 unit normals, camera frame
+    confidence: np.ndarray  # (H, W) float32 in [0, 1]
+    semantic_ids: np.ndarray  # (H, W) int32 argmax class
+    instance_map: np.ndarray  # (H, W) int32, k >= 1 -> instances[k - 1]
+    instances: list[InstanceProposal] = field(default_factory=list)
+
+    def points(self, K: np.ndarray, T_world_cam: np.ndarray, rgb: np.ndarray | None = None,
+               min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+        """Dense world points (N, 3) (and their colours (N, 3) in [0, 1]) of pixels above ``min_confidence``."""
+        intr = CameraIntrinsics.from_K(K, self.depth_m.shape[1], self.depth_m.shape[0])
+        from ..camera import backproject, transform_points
+        pts = transform_points(T_world_cam, backproject(self.depth_m, intr))
+        m = (self.confidence >= min_confidence) & (self.depth_m > 0)
+        return pts[m], (None if rgb is None else rgb[m].astype(np.float32) / 255.0)
+
+
+def group_instances(sem_prob: torch.Tensor, votes: torch.Tensor, valid: torch.Tensor, thing_ids: list[int],
+                    radius: float, min_px: int, max_instances: int) -> tuple[torch.Tensor, list[tuple[int, float]]]:
+    """Greedy clustering of centre votes. sem_prob (S, h, w), votes (3, h, w) metres, valid (h, w) ->
+    instance map (h, w) int64 (0 = none) and (semantic id, score) per instance."""
+    S, h, w = sem_prob.shape
+    conf, cls = sem_prob.max(0)
+    thing = torch.zeros(S, dtype=torch.bool, device=cls.device)
+    thing[thing_ids] = True
+    fg = (thing[cls] & valid).flatten()
+    idx = fg.nonzero()[:, 0]
+    V, C, P = votes.flatten(1).T[idx], cls.flatten()[idx], conf.flatten()[idx]
+    free = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
+    out = torch.zeros(h * w, dtype=torch.long, device=idx.device)
+    info: list[tuple[int, float]] = []
+    for _ in range(4 * max_instances):
+        if not free.any() or len(info) >= max_instances:
+            break
+        seed = torch.where(free, P, -1.0).argmax()
+        same = free & (C == C[seed])
+        members = same & ((V - V[seed]).norm(dim=1) < radius)
+        centre = V[members].mean(0)
+        members = same & ((V - centre).norm(dim=1) < radius)
+        members[seed] = True
+        free &= ~members
+        if int(members.sum()) >= min_px:
+            info.append((int(C[seed]), float(P[members].mean())))
+            out[idx[members]] = len(info)
+    return out.reshape(h, w), info
+
+
+class G2VLMInference:
+    """Batched, no-grad inference with a model rebuilt from its checkpoint; device and dtype from the config."""
+
+    def __init__(self, model: G2VLM, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.cfg = model.cfg
+        self.dtype = DTYPES[self.cfg.dtype] if self.device.type == "cuda" else torch.float32
+        self.thing_ids = list(self.cfg.thing_ids) or list(range(1, self.cfg.num_semantic))
+        self._embed_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        text_encoder: str | None = None) -> "G2VLMInference":
+        return cls(load_model(path, device, text_encoder), device)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    # ---- keyframes ----
+    def _inputs(self, rgb, depth_m, K, T_world_cam):
+        rgb = np.asarray(rgb)
+        depth_m = np.asarray(depth_m, dtype=np.float32)
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise GeometryError(f"rgb must be (H, W, 3), got {rgb.shape}")
+        if depth_m.shape != rgb.shape[:2]:
+            raise GeometryError(f"depth is {depth_m.shape} but rgb is {rgb.shape[:2]}")
+        if depth_m.shape[0] < 16 or depth_m.shape[1] < 16:
+            raise GeometryError(f"image {depth_m.shape} is too small (at least 16 x 16)")
+        ok = np.isfinite(depth_m) & (depth_m > 1e-3) & (depth_m <= self.cfg.max_depth_m)
+        if not ok.any():
+            raise ValueError("depth has no valid pixel (all zero, NaN or beyond max_depth_m): nothing to infer")
+        K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+        if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise GeometryError(f"bad intrinsics K={K.tolist()}")
+        T = check_rigid(T_world_cam, "T_world_cam")
+        rgb_f = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+        return (torch.from_numpy(np.nan_to_num(rgb_f)).permute(2, 0, 1), torch.from_numpy(depth_m)[None],
+                torch.from_numpy(K).float(), torch.from_numpy(T).float())
+
+    @torch.no_grad()
+    def process_batch(self, rgbs, depths, Ks, Ts) -> list[KeyframeResult]:
+        """Keyframes of one size: rgb (H, W, 3) uint8 (or float in [0, 1]), depth (H, W) metres (0/NaN = missing),
+        K (3, 3), T_world_cam (4, 4) each -> one KeyframeResult per frame."""
+        items = [self._inputs(*a) for a in zip(rgbs, depths, Ks, Ts)]
+        if not items:
+            return []
+        rgb, depth, K, T = (torch.stack(x).to(self.device) for x in zip(*items))
+        with self._autocast():
+            out, enc = self.model.encode_frame(rgb, depth, K, T)
+        results = []
+        H, W = depth.shape[-2:]
+        sem_prob = torch.softmax(out["semantic_logits"].float(), dim=1)
+        votes = out["points_cam"].float() + out["center_offset"].float()  # (B, 3, H, W) camera frame
+        fm_hw = enc["fine_map"].shape[-2:]
+        per_frame = []
+        for b in range(rgb.shape[0]):
+            sp = F.adaptive_avg_pool2d(sem_prob[b:b + 1], fm_hw)[0]
+            vt = F.adaptive_avg_pool2d(votes[b:b + 1], fm_hw)[0]
+            vd = F.adaptive_avg_pool2d(out["input_valid"][b:b + 1].float(), fm_hw)[0, 0] > 0.5
+            imap, info = group_instances(sp, vt, vd, self.thing_ids, self.cfg.cluster_radius_m,
+                                         self.cfg.min_instance_px, self.cfg.max_instances)
+            per_frame.append((imap, info))
+        M = max(1, max(len(i) for _, i in per_frame))
+        boxes = torch.zeros(len(per_frame), M, 7, device=self.device)
+        boxes[..., 3:6] = 0.1
+        valid = torch.zeros(len(per_frame), M, dtype=torch.bool, device=self.device)
+        s = FINE_STRIDE
+        # Boxes from one sampled (not averaged: no flying points) refined point per fine cell.
+        pts_small = out["points_cam"].float()[:, :, s // 2::s, s // 2::s][..., :fm_hw[0], :fm_hw[1]]
+        pts_small = pts_small.flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
+        for b, (full, info) in enumerate(per_frame):
+            small = full.flatten()
+            for k in range(len(info)):
+                p = pts_small[b][small == k + 1]
+                if len(p) == 0:
+                    p = pts_small[b][:1]
+                lo, hi = torch.quantile(p, 0.02, dim=0), torch.quantile(p, 0.98, dim=0)
+                boxes[b, k, :3], boxes[b, k, 3:6] = (lo + hi) / 2, (hi - lo).clamp_min(0.01)
+                valid[b, k] = True
+        masks = object_masks(torch.stack([f for f, _ in per_frame]), M, fm_hw)  # fine maps: exact cell masks
+        with self._autocast():
+            obj = self.model.encode_objects(enc, masks, boxes, valid, T)
+        emb = F.normalize(obj["obj_embed"].float(), dim=-1).cpu().numpy()
+        depth_np = out["depth"].float()[:, 0].cpu().numpy()
+        normals_np = out["normals"].float().permute(0, 2, 3, 1).cpu().numpy()
+        conf_np = out["confidence"].float()[:, 0].cpu().numpy()
+        sem_np = sem_prob.argmax(1).int().cpu().numpy()
+        thing_np = np.zeros(max(self.cfg.num_semantic, 1), bool)
+        thing_np[self.thing_ids] = True
+        rgb_np = rgb.permute(0, 2, 3, 1).float().cpu().numpy()
+        pts_np = (out["points_cam"].float().flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2)
+                  + T[:, None, :3, 3]).reshape(len(per_frame), H, W, 3).cpu().numpy()
+        names = self.cfg.semantic_names
+        for b, (small_map, info) in enumerate(per_frame):
+            fmap = F.interpolate(small_map[None, None].float(), size=(H, W), mode="nearest")[0, 0].int().cpu().numpy()
+            fmap[~thing_np[sem_np[b]]] = 0  # sharpen the stride-4 masks with the full-resolution semantics
+            insts = []
+            for k, (sid, score) in enumerate(info):
+                m = fmap == k + 1
+                if not m.any():
+                    continue
+                bx = boxes[b, k].cpu().numpy().astype(np.float64)
+                insts.append(InstanceProposal(
+                    mask=m, label=names[sid] if sid < len(names) else str(sid), semantic_id=sid, score=score,
+                    box=Box3D(bx[:3], bx[3:6], 0.0), embedding=emb[b, k], centroid=pts_np[b][m].mean(0),
+                    mean_color=rgb_np[b][m].mean(0), pixel_count=int(m.sum())))
+            results.append(KeyframeResult(depth_np[b], normals_np[b], conf_np[b], sem_np[b], fmap, insts))
+        return results
+
+    def process_keyframe(self, rgb, depth_m, K, T_world_cam) -> KeyframeResult:
+        """One keyframe (numpy arrays as in process_batch)."""
+        return self.process_batch([rgb], [depth_m], [K], [T_world_cam])[0]
+
+    def process_frame(self, frame: RGBDFrame) -> KeyframeResult:
+        frame.validate()
+        if frame.T_world_cam is None:
+            raise GeometryError("frame has no T_world_cam: the model needs the camera pose")
+        return self.process_keyframe(frame.rgb, frame.depth_m, frame.intrinsics.K, frame.T_world_cam)
+
+    # ---- language ----
+    @torch.no_grad()
+    def embed_text(self, query: str) -> np.ndarray:
+        """Unit embedding (E,) of a query in the object embedding space (cached)."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query must be a non-empty string")
+        if query in self._embed_cache:
+            self._embed_cache.move_to_end(query)
+            return self._embed_cache[query]
+        e = self.model.encode_text([query])["embed"][0].float().cpu().numpy()
+        self._embed_cache[query] = e
+        while len(self._embed_cache) > self.cfg.text_cache_size:
+            self._embed_cache.popitem(last=False)
+        return e
+
+    def _objects(self, boxes: list[Box3D], embeddings, T_world_cam):
+        if len(boxes) == 0:
+            raise ValueError("no objects given")
+        bx = torch.tensor([[*b.center, *b.size, b.yaw] for b in boxes], dtype=torch.float32, device=self.device)[None]
+        T = torch.from_numpy(check_rigid(T_world_cam, "T_world_cam")).float().to(self.device)[None]
+        emb = None
+        if embeddings is not None:
+            e = np.asarray(embeddings, dtype=np.float32).reshape(len(boxes), -1)
+            if e.shape[1] != self.cfg.embed_dim:
+                raise ValueError(f"embeddings are {e.shape[1]}-d, the model's are {self.cfg.embed_dim}-d")
+            emb = F.normalize(torch.from_numpy(np.nan_to_num(e)).to(self.device), dim=-1)[None]
+        return bx, emb, T
+
+    @torch.no_grad()
+    def score_relations(self, boxes: list[Box3D], T_world_cam: np.ndarray,
+                        embeddings: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Learned predicate probabilities ``{predicate: (N, N)}`` ([a, b] = P(a pred b)) for world boxes, from the
+        viewpoint of camera pose ``T_world_cam``; diagonal 0."""
+        bx, emb, T = self._objects(boxes, embeddings, T_world_cam)
+        prob = torch.sigmoid(self.model.relation(bx, T, emb)["rel_logits"].float())[0]  # (N, N, P)
+        prob = prob * (1 - torch.eye(len(boxes), device=prob.device))[..., None]
+        return {p: prob[..., i].cpu().numpy() for i, p in enumerate(self.cfg.predicates)}
+
+    @torch.no_grad()
+    def ground(self, query: str, embeddings: np.ndarray, boxes: list[Box3D], T_world_cam: np.ndarray) -> np.ndarray:
+        """Scores (N,) of objects (embeddings (N, E), world boxes) for a referring expression; higher is better."""
+        bx, emb, T = self._objects(boxes, embeddings, T_world_cam)
+        if emb is None:
+            raise ValueError("grounding needs object embeddings")
+        self.embed_text(query)
+        text = self.model.encode_text([query])
+        valid = torch.ones(1, len(boxes), dtype=torch.bool, device=self.device)
+        return self.model.ground_queries(text, emb, bx, valid, T)["ground_scores"][0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def answer(self, question: str, embeddings: np.ndarray, boxes: list[Box3D],
+               T_world_cam: np.ndarray) -> tuple[str, np.ndarray]:
+        """Most likely answer of the vocabulary and the probabilities (A,)."""
+        bx, emb, T = self._objects(boxes, embeddings, T_world_cam)
+        if emb is None:
+            raise ValueError("answers need object embeddings")
+        text = self.model.encode_text([question])
+        valid = torch.ones(1, len(boxes), dtype=torch.bool, device=self.device)
+        p = torch.softmax(self.model.answer_queries(text, emb, bx, valid, T)["answer_logits"].float(), -1)[0]
+        return self.cfg.answer_vocab[int(p.argmax())], p.cpu().numpy()

@@ -1,0 +1,209 @@
+"""One frame in, a fused map and a scene graph out: pose -> TSDF fusion -> keyframe segmentation -> object map.
+
+The perception node, bag replay and evaluation all drive this one class, so they behave the same. It never
+raises on bad sensor data: a frame that cannot be used is skipped and its reason counted in ``skipped``.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .camera import GeometryError, check_rigid
+from .fusion import FusionConfig, TSDFFusion
+from .object_map import ObjectMap, ObjectMapConfig
+from .odometry import RGBDTracker
+from .predicates import Viewpoint
+from .scene_graph import SceneGraph
+from .segmentation import Segment, Segmenter, SegmenterConfig
+from .frame import RGBDFrame
+
+log = logging.getLogger(__name__)
+
+POSE_SOURCES = ("given", "odometry")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    fusion: FusionConfig = field(default_factory=lambda: FusionConfig(voxel_size_m=0.02, depth_max_m=5.0,
+                                                                      raise_on_invalid=False))
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    object_map: ObjectMapConfig = field(default_factory=ObjectMapConfig)
+    pose_source: str = "given"  # "given": frames carry T_world_cam (TF / pose topic); "odometry": RGB-D odometry
+    keyframe_every_n: int = 5  # a frame is a keyframe at least every n fused frames ...
+    keyframe_translation_m: float = 0.15  # ... or when the camera moved this far since the last keyframe ...
+    keyframe_rotation_deg: float = 15.0  # ... or turned this much
+    map_frame: str = "map"  # frame of the fused map and the scene graph
+    camera_frame: str = "camera"  # reference frame named by view-dependent relations
+
+    def __post_init__(self) -> None:
+        if self.pose_source not in POSE_SOURCES:
+            raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
+        if self.keyframe_every_n < 1:
+            raise ValueError(f"keyframe_every_n must be >= 1, got {self.keyframe_every_n}")
+
+
+@dataclass
+class FrameReport:
+    fused: bool
+    keyframe: bool = False
+    skipped_reason: str = ""
+    T_world_cam: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+# A keyframe labeller (e.g. the G2VLM model): frame -> instance segments with labels and embeddings, or None
+# to fall back to class-agnostic geometric segmentation.
+Labeller = Callable[[RGBDFrame, np.ndarray], "list[Segment] | None"]
+
+
+class PerceptionPipeline:
+    """Thread-safe: ``process`` runs in one worker thread while ``snapshot`` / ``point_cloud`` / ``save`` may be
+    called from others (queries, publishers, services)."""
+
+    def __init__(self, config: PipelineConfig | None = None, labeller: Labeller | None = None) -> None:
+        self.config = config or PipelineConfig()
+        self.labeller = labeller
+        self.fusion = TSDFFusion(self.config.fusion)
+        self.segmenter = Segmenter(self.config.segmenter)
+        self.objects = ObjectMap(self.config.object_map)
+        self.tracker = RGBDTracker() if self.config.pose_source == "odometry" else None
+        self.skipped: collections.Counter[str] = collections.Counter()
+        self.frames_fused = 0
+        self.keyframes = 0
+        self._lock = threading.RLock()
+        self._last_stamp: float | None = None
+        self._last_key_pose: np.ndarray | None = None
+        self._since_key = 0
+        self.last_pose: np.ndarray | None = None
+        self._graph = SceneGraph(frame_id=self.config.map_frame)
+
+    # --------------------------------------------------------------------------------------------- frames
+    def _skip(self, reason: str, detail: str = "") -> FrameReport:
+        self.skipped[reason] += 1
+        log.debug("frame skipped (%s): %s", reason, detail)
+        return FrameReport(False, skipped_reason=reason)
+
+    def _is_keyframe(self, T: np.ndarray) -> bool:
+        c = self.config
+        if self._last_key_pose is None or self._since_key >= c.keyframe_every_n:
+            return True
+        rel = np.linalg.inv(self._last_key_pose) @ T
+        angle = np.degrees(np.arccos(np.clip((np.trace(rel[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        return bool(np.linalg.norm(rel[:3, 3]) >= c.keyframe_translation_m or angle >= c.keyframe_rotation_deg)
+
+    def process(self, frame: RGBDFrame) -> FrameReport:
+        """Fuse one frame (and, on keyframes, update the objects). Never raises for bad data: see ``skipped``."""
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        with self._lock:
+            try:
+                frame.validate()
+            except GeometryError as e:
+                return self._skip("malformed_frame", str(e))
+            if not np.isfinite(frame.stamp_s):
+                return self._skip("bad_stamp", f"stamp {frame.stamp_s}")
+            if self._last_stamp is not None and frame.stamp_s < self._last_stamp:
+                return self._skip("stamp_backwards", f"{frame.stamp_s} < {self._last_stamp}")
+            if self.tracker is not None:
+                tr = self.tracker.track(frame)
+                if not tr.success:
+                    return self._skip("tracking_failed", tr.failure_reason)
+                T = tr.T_world_cam
+            else:
+                if frame.T_world_cam is None:
+                    return self._skip("missing_pose")
+                try:
+                    T = check_rigid(frame.T_world_cam, "T_world_cam")
+                except GeometryError as e:
+                    return self._skip("non_rigid_pose", str(e))
+            before = collections.Counter(self.fusion.skipped)
+            fused = self.fusion.integrate(frame, T)
+            timings["fusion"] = (time.perf_counter() - t0) * 1e3
+            if not fused:  # TSDFFusion counts skips by reason: the one that just grew is this frame's
+                grown = [k for k, v in self.fusion.skipped.items() if v > before.get(k, 0)]
+                return self._skip(grown[0] if grown else "fusion_rejected")
+            self._last_stamp = frame.stamp_s
+            self.last_pose = T
+            self.frames_fused += 1
+            self._since_key += 1
+            report = FrameReport(True, T_world_cam=T, timings_ms=timings)
+            if self._is_keyframe(T):
+                t1 = time.perf_counter()
+                segments = self.labeller(frame, T) if self.labeller is not None else None
+                if segments is None:
+                    segments = self.segmenter.segment_frame(frame, T)
+                timings["segmentation"] = (time.perf_counter() - t1) * 1e3
+                t2 = time.perf_counter()
+                self.objects.update(segments, frame.stamp_s, T, frame.intrinsics)
+                timings["object_map"] = (time.perf_counter() - t2) * 1e3
+                self._graph = self.objects.snapshot(self.viewpoint(), self.config.map_frame)
+                self._last_key_pose, self._since_key = T, 0
+                self.keyframes += 1
+                report.keyframe = True
+            timings["total"] = (time.perf_counter() - t0) * 1e3
+            return report
+
+    # --------------------------------------------------------------------------------------------- outputs
+    def viewpoint(self) -> Viewpoint | None:
+        """The latest camera as the viewer of left/right/front/behind; None before the first fused frame or while
+        the camera looks straight up or down (left/right are undefined then)."""
+        if self.last_pose is None:
+            return None
+        vp = Viewpoint.from_pose(self.last_pose, self.config.camera_frame)
+        try:
+            vp.axes()
+        except ValueError:
+            return None
+        return vp
+
+    def snapshot(self) -> SceneGraph:
+        """The scene graph as of the latest keyframe: a consistent object, never modified afterwards."""
+        return self._graph
+
+    def point_cloud(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fused coloured cloud: points (N, 3) float32 in the map frame, colours (N, 3) float32 in [0, 1]."""
+        return self.fusion.extract_point_cloud()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.fusion.reset()
+            self.objects.reset()
+            self.segmenter.reset()
+            if self.tracker is not None:
+                self.tracker.reset()
+            self._last_stamp = self._last_key_pose = self.last_pose = None
+            self._since_key = 0
+            self._graph = self.objects.snapshot(None, self.config.map_frame)
+
+    def save(self, directory: str | Path) -> tuple[Path, Path]:
+        """Write map.ply (fused cloud), scene_graph.json, objects.json and tsdf.npz; returns (ply, graph json)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            ply = self.fusion.save_ply(d / "map.ply", kind="cloud")
+            self.fusion.save_map(d / "tsdf.npz")
+            (d / "objects.json").write_text(json.dumps(self.objects.to_dict()))
+            graph = d / "scene_graph.json"
+            graph.write_text(json.dumps(self._graph.to_dict(), indent=1))
+        return ply, graph
+
+    def load(self, directory: str | Path) -> SceneGraph:
+        """Replace the map with one written by ``save`` (ValueError/OSError if missing or invalid)."""
+        d = Path(directory)
+        for name in ("tsdf.npz", "objects.json"):
+            if not (d / name).is_file():
+                raise FileNotFoundError(f"{d / name} does not exist")
+        objects = ObjectMap.from_dict(json.loads((d / "objects.json").read_text()), self.config.object_map)
+        with self._lock:
+            self.fusion.load_map(d / "tsdf.npz")
+            self.objects = objects
+            self._graph = self.objects.snapshot(None, self.config.map_frame)
+        return self._graph

@@ -1,0 +1,402 @@
+"""Perception node: rgb + depth + camera_info in; fused cloud, scene graph, markers, pose, diagnostics out;
+SpatialQuery / reset / save_map / load_map services. All the work is g2vlm_core.pipeline.PerceptionPipeline.
+
+    g2vlm-perception-node --ros-args --params-file config/perception.yaml
+"""
+from __future__ import annotations
+
+import resource
+import signal
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from g2vlm_core.fusion import FusionConfig
+from g2vlm_core.frame import RGBDFrame
+from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
+from g2vlm_core.query import QueryConfig, QueryEngine
+
+from g2vlm_ros import conversions as cv
+from g2vlm_ros.markers import scene_graph_markers
+from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
+from g2vlm_ros.params import ParamSpec, declare_and_read
+from g2vlm_ros.qos import LATCHED, RELIABLE, sensor_qos
+from g2vlm_ros.query_service import QueryService
+from g2vlm_ros.srv import LoadMap, SaveMap
+from g2vlm_ros.sync import ApproxSync, LatestSlot
+
+# Topics the node uses (relative: a namespace or remap applies). The launch-file test checks remaps against these.
+INPUT_TOPICS = ("color/image_raw", "depth/image_raw", "color/camera_info", "camera_pose_in")
+OUTPUT_TOPICS = ("cloud", "scene_graph", "markers", "camera_pose", "processed", "/diagnostics")
+SERVICES = ("spatial_query", "reset", "save_map", "load_map")
+
+PARAMS = (
+    ParamSpec("rgb_topic", "color/image_raw", "Colour image topic (rgb8, bgr8, rgba8, bgra8 or mono8)."),
+    ParamSpec("depth_topic", "depth/image_raw", "Depth image topic registered to the colour image "
+              "(16UC1 millimetres or 32FC1 metres)."),
+    ParamSpec("camera_info_topic", "color/camera_info", "CameraInfo of the (registered) depth image."),
+    ParamSpec("sensor_reliable", False, "Subscribe to the camera reliably (for drivers or bag players that "
+              "only publish reliably); default best-effort sensor QoS."),
+    ParamSpec("sync_slop_s", 0.02, "Largest rgb/depth stamp difference accepted as one frame (s).", 0.0, 1.0),
+    ParamSpec("pose_source", "topic", "Camera pose: 'topic' (PoseStamped of the camera optical frame in the map "
+              "frame, on pose_topic), 'tf' (map -> image frame, needs tf2_ros) or 'odometry' (RGB-D odometry).",
+              choices=("topic", "tf", "odometry")),
+    ParamSpec("pose_topic", "camera_pose_in", "PoseStamped topic used when pose_source is 'topic'."),
+    ParamSpec("pose_max_age_s", 0.1, "Largest stamp difference between a frame and the pose used for it (s).",
+              0.0, 10.0),
+    ParamSpec("pose_wait_s", 0.3, "How long a frame waits for its pose or camera_info to arrive (s): they travel "
+              "on other topics and may come just after the images.", 0.0, 10.0),
+    ParamSpec("map_frame", "map", "Frame of the fused map and the scene graph (z up)."),
+    ParamSpec("device", "auto", "Where fusion runs: 'auto' (CUDA when available), 'cpu' or 'cuda'.",
+              choices=("auto", "cpu", "cuda")),
+    ParamSpec("voxel_size_m", 0.02, "TSDF voxel edge (m).", 0.005, 0.5),
+    ParamSpec("depth_min_m", 0.1, "Nearer depths are ignored (m).", 0.0, 10.0),
+    ParamSpec("depth_max_m", 5.0, "Farther depths are ignored (m).", 0.1, 100.0),
+    ParamSpec("keyframe_every_n", 5, "A keyframe (segmentation + object update) at least every n frames.", 1, 1000),
+    ParamSpec("cloud_period_s", 2.0, "Fused-cloud publication period (s); 0 disables it.", 0.0, 3600.0),
+    ParamSpec("diagnostics_period_s", 1.0, "Diagnostics publication period (s).", 0.1, 60.0),
+    ParamSpec("map_dir", "g2vlm_map", "Folder used by save_map / load_map when the request names none."),
+    ParamSpec("save_on_shutdown", False, "Save the map to map_dir on SIGINT / SIGTERM."),
+    ParamSpec("query_max_results", 5, "Results returned when a query asks for 0.", 1, 100),
+)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    rgb_topic: str
+    depth_topic: str
+    camera_info_topic: str
+    sensor_reliable: bool
+    sync_slop_s: float
+    pose_source: str
+    pose_topic: str
+    pose_max_age_s: float
+    pose_wait_s: float
+    map_frame: str
+    device: str
+    voxel_size_m: float
+    depth_min_m: float
+    depth_max_m: float
+    keyframe_every_n: int
+    cloud_period_s: float
+    diagnostics_period_s: float
+    map_dir: str
+    save_on_shutdown: bool
+    query_max_results: int
+
+    def pipeline_config(self) -> PipelineConfig:
+        device = {"auto": "auto", "cpu": "CPU:0", "cuda": "CUDA:0"}[self.device]
+        return PipelineConfig(
+            fusion=FusionConfig(voxel_size_m=self.voxel_size_m, depth_min_m=self.depth_min_m,
+                                depth_max_m=self.depth_max_m, device=device, raise_on_invalid=False),
+            pose_source="odometry" if self.pose_source == "odometry" else "given",
+            keyframe_every_n=self.keyframe_every_n, map_frame=self.map_frame)
+
+
+class NoCameraInfo(LookupError):
+    pass
+
+
+class PerceptionNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("g2vlm_perception", **kwargs)
+        self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
+        self.pipeline = PerceptionPipeline(self.cfg.pipeline_config())
+        self.rejected: Counter[str] = Counter()
+        self.received = Counter()
+        self._camera_info: CameraInfo | None = None
+        self._poses: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
+        self._latencies_ms: deque[float] = deque(maxlen=500)
+        self._fused_stamps: deque[float] = deque(maxlen=100)
+        self._last_warn: dict[str, float] = {}
+        self._graph_seq_published = -1
+        self._tf_buffer = None
+
+        qos = sensor_qos(self.cfg.sensor_reliable)
+        self._slot = LatestSlot()
+        self._sync = ApproxSync(self.cfg.sync_slop_s, self._on_pair, on_stale=self._on_stale)
+        self.create_subscription(Image, self.cfg.rgb_topic, lambda m: self._on_image(0, m), qos)
+        self.create_subscription(Image, self.cfg.depth_topic, lambda m: self._on_image(1, m), qos)
+        self.create_subscription(CameraInfo, self.cfg.camera_info_topic, self._on_camera_info, qos)
+        if self.cfg.pose_source == "topic":
+            self.create_subscription(PoseStamped, self.cfg.pose_topic, self._on_pose, RELIABLE)
+        elif self.cfg.pose_source == "tf":
+            try:
+                from tf2_ros import Buffer, TransformListener
+            except ImportError as e:
+                raise RuntimeError("pose_source 'tf' needs tf2_ros (a ROS 2 distro); use 'topic' or 'odometry'") from e
+            self._tf_buffer = Buffer()
+            self._tf_listener = TransformListener(self._tf_buffer, self)
+
+        self.pub_cloud = self.create_publisher(PointCloud2, "cloud", RELIABLE)
+        self.pub_graph = self.create_publisher(SceneGraphMsg, "scene_graph", LATCHED)
+        self.pub_markers = self.create_publisher(MarkerArray, "markers", LATCHED)
+        self.pub_pose = self.create_publisher(PoseStamped, "camera_pose", RELIABLE)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        # One Header per handled frame (its stamp; frame_id "fused", "keyframe" or the skip reason): lets a bag
+        # player pace itself to the node and a benchmark measure latency without polling diagnostics.
+        self.pub_processed = self.create_publisher(Header, "processed", RELIABLE)
+
+        engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results))
+        self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint)
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "reset", self._on_reset, callback_group=services)
+        self.create_service(SaveMap, "save_map", self._on_save, callback_group=services)
+        self.create_service(LoadMap, "load_map", self._on_load, callback_group=services)
+        timers = MutuallyExclusiveCallbackGroup()
+        if self.cfg.cloud_period_s > 0:
+            self.create_timer(self.cfg.cloud_period_s, self._publish_cloud, callback_group=timers)
+        self.create_timer(self.cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=timers)
+
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="g2vlm_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"listening on {self.resolve_topic_name(self.cfg.rgb_topic)}, "
+                               f"{self.resolve_topic_name(self.cfg.depth_topic)}, pose from {self.cfg.pose_source}; "
+                               f"fusion on {self.pipeline.fusion.device}")
+
+    # ------------------------------------------------------------------------------------------- inputs
+    def _reject(self, reason: str, detail: str, stamp=None) -> None:
+        self.rejected[reason] += 1
+        if stamp is not None:
+            self.pub_processed.publish(Header(stamp=stamp, frame_id=reason))
+        now = time.monotonic()
+        if now - self._last_warn.get(reason, -1e9) > 5.0:  # throttled: one warning per reason every 5 s
+            self._last_warn[reason] = now
+            self.get_logger().warning(f"frame skipped ({reason}, {self.rejected[reason]} so far): {detail}")
+
+    def _on_image(self, index: int, msg: Image) -> None:
+        self.received["rgb" if index == 0 else "depth"] += 1
+        self._sync.add(index, msg)
+
+    def _on_stale(self, index: int, msg: Image) -> None:
+        if index == 1:  # count a frame once: by its depth image
+            self._reject("stamp_backwards", f"depth stamped {cv.stamp_to_sec(msg.header.stamp):.3f} is older than "
+                         "the last synchronised frame", msg.header.stamp)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        try:
+            T = cv.pose_to_matrix(msg.pose)
+        except cv.ConversionError as e:
+            self._reject("bad_pose", str(e))
+            return
+        self._poses.append((cv.stamp_to_sec(msg.header.stamp), T))
+
+    def _on_pair(self, rgb: Image, depth: Image) -> None:
+        self.received["pairs"] += 1
+        if self._slot.put((rgb, depth, time.monotonic())):
+            self.rejected["dropped_busy"] += 1  # the worker was still busy: the older frame is replaced
+
+    def _pose_for(self, stamp_s: float, frame_id: str) -> np.ndarray | None:
+        if self.cfg.pose_source == "odometry":
+            return None
+        if self.cfg.pose_source == "tf":
+            tf = self._tf_buffer.lookup_transform(self.cfg.map_frame, frame_id, Time(nanoseconds=int(stamp_s * 1e9)))
+            return cv.transform_to_matrix(tf.transform)
+        if not self._poses:
+            raise LookupError("no pose received yet on " + self.resolve_topic_name(self.cfg.pose_topic))
+        ts = np.array([p[0] for p in self._poses])
+        i = int(np.argmin(np.abs(ts - stamp_s)))
+        if abs(ts[i] - stamp_s) > self.cfg.pose_max_age_s:
+            raise LookupError(f"no pose within {self.cfg.pose_max_age_s} s of the frame (nearest "
+                              f"{ts[i] - stamp_s:+.3f} s)")
+        return self._poses[i][1]
+
+    def _wait_for(self, lookup):
+        """lookup() retried until it stops raising LookupError or pose_wait_s passes (then the error propagates)."""
+        end = time.monotonic() + self.cfg.pose_wait_s
+        while True:
+            try:
+                return lookup()
+            except LookupError:
+                if time.monotonic() >= end or self._stop.is_set():
+                    raise
+                time.sleep(0.005)
+
+    def _info(self) -> CameraInfo:
+        if self._camera_info is None:
+            raise NoCameraInfo("no camera_info received yet on " + self.resolve_topic_name(self.cfg.camera_info_topic))
+        return self._camera_info
+
+    def _to_frame(self, rgb: Image, depth: Image) -> RGBDFrame:
+        rgb_np = cv.rgb_from_image(rgb)
+        depth_m = cv.depth_from_image(depth)
+        if rgb_np.shape[:2] != depth_m.shape:
+            raise cv.ConversionError(f"colour image {rgb.width}x{rgb.height} and depth image "
+                                     f"{depth.width}x{depth.height} differ: register depth to colour")
+        # the newest camera_info when the frame is handled: drivers and bags may send it just after the images
+        intr = cv.camera_info_to_intrinsics(self._wait_for(self._info), depth_m.shape)
+        stamp = cv.stamp_to_sec(depth.header.stamp)
+        T = self._wait_for(lambda: self._pose_for(stamp, depth.header.frame_id))
+        return RGBDFrame(rgb_np, depth_m, intr, T, stamp)
+
+    # ------------------------------------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            item = self._slot.get(timeout=0.1)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as e:  # the worker must outlive any single frame
+                if not self.context.ok():
+                    return  # shutting down: publishers are gone
+                self._reject("internal_error", repr(e), item[1].header.stamp)
+
+    def _process(self, rgb: Image, depth: Image, t_recv: float) -> None:
+        stamp = depth.header.stamp
+        try:
+            frame = self._to_frame(rgb, depth)
+        except cv.ConversionError as e:
+            self._reject("bad_message", str(e), stamp)
+            return
+        except NoCameraInfo as e:
+            self._reject("no_camera_info", str(e), stamp)
+            return
+        except LookupError as e:
+            self._reject("no_pose", str(e), stamp)
+            return
+        except Exception as e:  # tf2 lookup exceptions have no common base class here
+            self._reject("frame_error", repr(e), stamp)
+            return
+        report = self.pipeline.process(frame)
+        if not report.fused:
+            self._reject(report.skipped_reason, f"frame at t={frame.stamp_s:.3f}", stamp)
+            return
+        self._fused_stamps.append(time.monotonic())
+        self._publish_pose(report.T_world_cam, frame.stamp_s)
+        if report.keyframe:
+            self._publish_graph()
+        self._latencies_ms.append((time.monotonic() - t_recv) * 1e3)
+        self.pub_processed.publish(Header(stamp=stamp, frame_id="keyframe" if report.keyframe else "fused"))
+
+    # ------------------------------------------------------------------------------------------- outputs
+    def _header(self, stamp_s: float | None = None) -> Header:
+        stamp = self.get_clock().now().to_msg() if stamp_s is None else cv.sec_to_stamp(max(stamp_s, 0.0))
+        return Header(frame_id=self.cfg.map_frame, stamp=stamp)
+
+    def _publish_pose(self, T: np.ndarray, stamp_s: float) -> None:
+        self.pub_pose.publish(PoseStamped(header=self._header(stamp_s), pose=cv.matrix_to_pose(T)))
+
+    def _publish_graph(self) -> None:
+        graph = self.pipeline.snapshot()
+        if graph.sequence == self._graph_seq_published:
+            return
+        self._graph_seq_published = graph.sequence
+        self.pub_graph.publish(cv.scene_graph_to_msg(graph))
+        self.pub_markers.publish(scene_graph_markers(graph, self._header(graph.stamp_s)))
+
+    def _publish_cloud(self) -> None:
+        if self.pub_cloud.get_subscription_count() == 0 or self.pipeline.frames_fused == 0:
+            return  # extraction costs tens of ms: only for someone listening
+        pts, cols = self.pipeline.point_cloud()
+        self.pub_cloud.publish(cv.xyz_to_pointcloud2(pts, cols, self._header()))
+
+    def _publish_diagnostics(self) -> None:
+        lat = np.array(self._latencies_ms)
+        fused = list(self._fused_stamps)
+        rate = (len(fused) - 1) / (fused[-1] - fused[0]) if len(fused) > 1 and fused[-1] > fused[0] else 0.0
+        stats = self.pipeline.fusion.stats()
+        values = {
+            "frames_received": self.received["pairs"], "frames_fused": self.pipeline.frames_fused,
+            "keyframes": self.pipeline.keyframes, "fused_rate_hz": f"{rate:.2f}",
+            "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
+            "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
+            "queue_depth": int(self._slot.full()), "objects": len(self.pipeline.snapshot().objects),
+            "map_blocks": stats.active_blocks, "map_mb": f"{stats.active_mb:.1f}",
+            "rss_mb": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
+        }
+        values.update({f"rejected_{k}": v for k, v in sorted(self.rejected.items())})
+        level = DiagnosticStatus.OK if not self.rejected else DiagnosticStatus.WARN
+        status = DiagnosticStatus(level=level, name="g2vlm_perception", hardware_id="",
+                                  message=f"{self.pipeline.frames_fused} frames fused, "
+                                          f"{sum(self.rejected.values())} skipped",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    def _viewpoint(self, frame: str):
+        if frame not in ("", self.pipeline.config.camera_frame):
+            raise LookupError(f"viewpoint_frame {frame!r}: only the live camera ('' or "
+                              f"'{self.pipeline.config.camera_frame}') is supported")
+        return self.pipeline.viewpoint()
+
+    # ------------------------------------------------------------------------------------------- services
+    def _on_reset(self, req, resp):
+        self.pipeline.reset()
+        self._publish_graph()
+        resp.success, resp.message = True, "map cleared"
+        return resp
+
+    def save(self, directory: str = "") -> tuple[Path, Path]:
+        return self.pipeline.save(Path(directory or self.cfg.map_dir))
+
+    def _on_save(self, req, resp):
+        try:
+            ply, graph = self.save(req.directory)
+            resp.success, resp.cloud_path, resp.graph_path = True, str(ply), str(graph)
+            resp.message = f"saved {len(self.pipeline.snapshot().objects)} objects"
+        except (OSError, ValueError) as e:
+            resp.success, resp.message = False, f"cannot save: {e}"
+        return resp
+
+    def _on_load(self, req, resp):
+        try:
+            graph = self.pipeline.load(Path(req.directory or self.cfg.map_dir))
+            resp.success, resp.object_count, resp.message = True, len(graph.objects), "loaded"
+            self._publish_graph()
+        except (OSError, ValueError, KeyError) as e:
+            resp.success, resp.message = False, f"cannot load: {e}"
+        return resp
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._worker.join(timeout=10.0)
+        if self.cfg.save_on_shutdown and self.pipeline.frames_fused:
+            ply, graph = self.save()
+            self.get_logger().info(f"map saved on shutdown: {ply}, {graph}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    # SIGTERM (systemd, docker stop, launch) ends the node like Ctrl-C, so save_on_shutdown runs for both.
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = None
+    try:
+        node = PerceptionNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Start the g2vlm perception node: ros2 launch g2vlm_ros perception.launch.py [arg:=value ...]
+
+Arguments: params_file, namespace, device (auto|cpu|cuda), pose_source (topic|tf|odometry), the camera topics
+(rgb_topic, depth_topic, camera_info_topic, pose_topic) and use_sim_time (true for bag replay with --clock).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    args = [
+        DeclareLaunchArgument("params_file", description="Node parameters (YAML)",
+                              default_value=PathJoinSubstitution([FindPackageShare("g2vlm_ros"), "config",
+                                                                  "perception.yaml"])),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics"),
+        DeclareLaunchArgument("device", default_value="auto", choices=["auto", "cpu", "cuda"],
+                              description="Where fusion runs"),
+        DeclareLaunchArgument("pose_source", default_value="topic", choices=["topic", "tf", "odometry"],
+                              description="Where the camera pose comes from"),
+        DeclareLaunchArgument("rgb_topic", default_value="/camera/color/image_raw", description="Colour images"),
+        DeclareLaunchArgument("depth_topic", default_value="/camera/aligned_depth_to_color/image_raw",
+                              description="Depth registered to colour (16UC1 mm or 32FC1 m)"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info",
+                              description="CameraInfo of the colour camera"),
+        DeclareLaunchArgument("pose_topic", default_value="/camera/pose",
+                              description="PoseStamped of the camera optical frame in the map frame"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="Use /clock (bag replay)"),
+    ]
+    node = Node(
+        package="g2vlm_ros",
+        executable="perception_node",
+        name="g2vlm_perception",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {"device": LaunchConfiguration("device"), "pose_source": LaunchConfiguration("pose_source"),
+             "use_sim_time": LaunchConfiguration("use_sim_time")},
+        ],
+        remappings=[
+            ("color/image_raw", LaunchConfiguration("rgb_topic")),
+            ("depth/image_raw", LaunchConfiguration("depth_topic")),
+            ("color/camera_info", LaunchConfiguration("camera_info_topic")),
+            ("camera_pose_in", LaunchConfiguration("pose_topic")),
+        ],
+    )
+    return LaunchDescription(args + [node])

@@ -1,0 +1,100 @@
+"""Checkpoints: bit-identical round trip, config mismatch and corruption errors, no unpickling of arbitrary code."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from g2vlm_core.model import G2VLM  # noqa: E402
+from g2vlm_core.model.checkpoint import (CheckpointError, load_model, load_train_state, load_weights,  # noqa: E402
+                                         save_checkpoint)
+from g2vlm_core.model.data import ToyFrames, collate  # noqa: E402
+from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory):
+    return write_tiny_text_encoder(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="module")
+def saved(text_dir, tmp_path_factory):
+    torch.manual_seed(1)
+    model = G2VLM(tiny_config(text_dir))
+    ds = ToyFrames(2, 48, 64, seed=9)
+    batch = collate([ds[0], ds[1]])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    _, losses = model(batch)  # one step so that BatchNorm statistics and optimizer state are non-trivial
+    losses["total"].backward()
+    opt.step()
+    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "run", model, {"optimizer": opt.state_dict(),
+                                                                           "step": torch.tensor(1)})
+    return model.eval(), path, batch
+
+
+def test_round_trip_is_bit_identical(saved):
+    model, path, batch = saved
+    reloaded = load_model(path)
+    with torch.no_grad():
+        a, _ = model(batch, compute_loss=False)
+        b, _ = reloaded(batch, compute_loss=False)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert reloaded.cfg == model.cfg
+
+
+def test_train_state_loads_weights_only(saved):
+    _, path, _ = saved
+    state = load_train_state(path)
+    assert int(state["step"]) == 1
+    assert "state" in state["optimizer"]
+
+
+def test_another_config_is_named(saved, text_dir):
+    _, path, _ = saved
+    other = G2VLM(tiny_config(text_dir, width=24))
+    with pytest.raises(CheckpointError, match="width: 16 != 24"):
+        load_weights(other, path)
+
+
+def test_other_text_encoder_is_named(saved, tmp_path):
+    _, path, _ = saved
+    other_text = write_tiny_text_encoder(tmp_path / "bert48", hidden=48)
+    with pytest.raises(CheckpointError, match="text encoder"):
+        load_model(path, text_encoder=str(other_text))
+
+
+def test_corrupt_and_truncated_files(saved, tmp_path):
+    _, path, _ = saved
+    data = (path / "model.safetensors").read_bytes()
+    flipped = bytearray(data)
+    flipped[-100] ^= 0xFF  # a bit flip inside the weights
+    (tmp_path / "flip").mkdir()
+    (tmp_path / "flip" / "model.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_model(tmp_path / "flip")
+    (tmp_path / "trunc").mkdir()
+    (tmp_path / "trunc" / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_model(tmp_path / "trunc")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "junk.safetensors")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_model(tmp_path / "missing")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    (tmp_path / "train_state.pt").write_bytes(pickle.dumps({"step": _Evil()}))
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_train_state(tmp_path)

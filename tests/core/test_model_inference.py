@@ -1,0 +1,108 @@
+"""Inference API: keyframe outputs, cached text embeddings, relation scoring, grounding, and bad-input errors."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from g2vlm_core.camera import GeometryError  # noqa: E402
+from g2vlm_core.model import G2VLM  # noqa: E402
+from g2vlm_core.model.checkpoint import save_checkpoint  # noqa: E402
+from g2vlm_core.model.data import toy_frame  # noqa: E402
+from g2vlm_core.model.inference import G2VLMInference, group_instances  # noqa: E402
+from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder  # noqa: E402
+from g2vlm_core.predicates import PREDICATES  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def inf(tmp_path_factory):
+    text = write_tiny_text_encoder(tmp_path_factory.mktemp("tiny_bert"))
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path_factory.mktemp("ck") / "m", G2VLM(tiny_config(text)))
+    return G2VLMInference.from_checkpoint(path, "cpu")
+
+
+def test_keyframe_outputs(inf):
+    frame, objs = toy_frame(1, 48, 64)
+    r = inf.process_frame(frame)
+    assert r.depth_m.shape == (48, 64) and r.normals_cam.shape == (48, 64, 3) and r.confidence.shape == (48, 64)
+    assert np.isfinite(r.depth_m).all() and (r.depth_m > 0).all()
+    assert r.instance_map.shape == (48, 64)
+    for k, inst in enumerate(r.instances):
+        assert inst.mask.shape == (48, 64) and inst.mask.sum() == inst.pixel_count > 0
+        assert (r.instance_map[inst.mask] == k + 1).all()
+        assert inst.embedding.shape == (inf.cfg.embed_dim,)
+        assert abs(np.linalg.norm(inst.embedding) - 1) < 1e-4
+        assert inst.label in inf.cfg.semantic_names
+    pts, cols = r.points(frame.intrinsics.K, frame.T_world_cam, frame.rgb)
+    assert pts.shape == cols.shape and pts.shape[1] == 3
+
+
+def test_batch_matches_single(inf):
+    f1, _ = toy_frame(1, 48, 64)
+    f2, _ = toy_frame(2, 48, 64)
+    rs = inf.process_batch([f1.rgb, f2.rgb], [f1.depth_m, f2.depth_m], [f1.intrinsics.K] * 2,
+                           [f1.T_world_cam, f2.T_world_cam])
+    r2 = inf.process_frame(f2)
+    np.testing.assert_allclose(rs[1].depth_m, r2.depth_m, atol=1e-5)
+
+
+def test_text_embedding_is_cached(inf):
+    e1 = inf.embed_text("the red mug")
+    misses = inf.model.text.misses
+    e2 = inf.embed_text("the red mug")
+    assert e1 is e2 and inf.model.text.misses == misses
+    assert abs(np.linalg.norm(e1) - 1) < 1e-5
+    with pytest.raises(ValueError):
+        inf.embed_text("  ")
+
+
+def test_relations_and_grounding_over_boxes(inf):
+    frame, objs = toy_frame(3, 48, 64)
+    boxes = [o.box for o in objs]
+    rel = inf.score_relations(boxes, frame.T_world_cam)
+    assert set(rel) == set(PREDICATES)
+    for m in rel.values():
+        assert m.shape == (len(boxes), len(boxes)) and (np.diag(m) == 0).all() and ((m >= 0) & (m <= 1)).all()
+    emb = np.random.default_rng(0).normal(size=(len(boxes), inf.cfg.embed_dim))
+    s = inf.ground("the red mug", emb, boxes, frame.T_world_cam)
+    assert s.shape == (len(boxes),) and np.isfinite(s).all()
+    ans, p = inf.answer("is there a mug?", emb, boxes, frame.T_world_cam)
+    assert ans in inf.cfg.answer_vocab and abs(p.sum() - 1) < 1e-4
+
+
+def test_bad_inputs(inf):
+    frame, _ = toy_frame(1, 48, 64)
+    K, T = frame.intrinsics.K, frame.T_world_cam
+    with pytest.raises(ValueError, match="no valid pixel"):
+        inf.process_keyframe(frame.rgb, np.full((48, 64), np.nan, np.float32), K, T)
+    with pytest.raises(ValueError, match="no valid pixel"):
+        inf.process_keyframe(frame.rgb, np.zeros((48, 64), np.float32), K, T)
+    with pytest.raises(GeometryError):
+        inf.process_keyframe(frame.rgb, frame.depth_m[:40], K, T)
+    with pytest.raises(GeometryError):
+        inf.process_keyframe(frame.rgb, frame.depth_m, K, np.full((4, 4), np.nan))
+    with pytest.raises(ValueError):
+        inf.score_relations([], T)
+    # Mostly-NaN depth and NaN colour still give finite outputs.
+    depth = frame.depth_m.copy()
+    depth[:, :50] = np.nan
+    rgb = frame.rgb.astype(np.float32) / 255
+    rgb[:10] = np.nan
+    r = inf.process_keyframe(rgb, depth, K, T)
+    assert np.isfinite(r.depth_m).all() and np.isfinite(r.normals_cam).all() and np.isfinite(r.confidence).all()
+
+
+def test_group_instances_separates_votes():
+    S, h, w = 5, 8, 8
+    prob = torch.zeros(S, h, w)
+    prob[4] = 1.0
+    votes = torch.zeros(3, h, w)
+    votes[:, :, 4:] = torch.tensor([1.0, 0, 0])[:, None, None]  # right half votes for another centre
+    imap, info = group_instances(prob, votes, torch.ones(h, w, dtype=torch.bool), [4], 0.2, 3, 10)
+    assert len(info) == 2 and info[0][0] == 4
+    assert len(imap[:, :4].unique()) == 1 and len(imap[:, 4:].unique()) == 1 and imap[0, 0] != imap[0, 7]

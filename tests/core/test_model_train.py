@@ -1,0 +1,53 @@
+"""Single-process training: schedule, overrides, a short run that lowers the loss, checkpoint resume."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from g2vlm_core.model.checkpoint import load_train_state
+from g2vlm_core.model.config import Config, LossConfig, TrainConfig
+from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder
+from g2vlm_core.model.train import lr_at, parse_overrides, train
+
+
+def test_warmup_cosine_schedule():
+    t = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert lr_at(0, t) == pytest.approx(0.1)
+    assert lr_at(9, t) == pytest.approx(1.0)
+    assert lr_at(60, t) == pytest.approx(0.55)
+    assert lr_at(110, t) == pytest.approx(0.1)
+    assert all(lr_at(s, t) >= lr_at(s + 1, t) for s in range(10, 110))
+
+
+def test_overrides_parse_yaml_values_only():
+    assert parse_overrides(["train.lr=1e-3", "train.image_hw=[8, 8]", "model.text_encoder=os.system('x')"]) == {
+        "train": {"lr": 1e-3, "image_hw": [8, 8]}, "model": {"text_encoder": "os.system('x')"}}
+    with pytest.raises(ValueError):
+        parse_overrides(["lr=3"])
+
+
+def _total(path):
+    return [float(r["value"]) for r in csv.DictReader(open(path)) if r["split"] == "train" and r["name"] == "total"]
+
+
+def test_short_run_learns_and_resumes(tmp_path):
+    text = write_tiny_text_encoder(tmp_path / "tiny_bert")
+    t = TrainConfig(stage=1, out_dir=str(tmp_path / "run"), image_hw=(32, 48), batch_size=4, max_steps=30,
+                    warmup_steps=3, lr=3e-3, log_every=5, eval_every=0, ckpt_every=10, max_frames=8,
+                    optimizer="adamw", device="cpu")
+    loss = LossConfig(w_align=0, w_ground=0, w_text=0, w_spatial=0)
+    cfg = Config(tiny_config(text, dropout=0.0), loss, t)
+    train(cfg, toy=True)
+    totals = _total(tmp_path / "run" / "log.csv")
+    assert len(totals) == 6 and all(math.isfinite(x) for x in totals)
+    assert totals[-1] < totals[0]
+    cfg.train.max_steps = 32
+    cfg.train.optimizer = "sgd"
+    cfg.train.resume = True
+    with pytest.raises(ValueError):  # the saved optimizer state is AdamW's: a different optimizer is refused
+        train(cfg, toy=True)
+    cfg.train.optimizer = "adamw"
+    train(cfg, toy=True)
+    assert int(load_train_state(tmp_path / "run" / "last")["step"]) == 32
