@@ -12,8 +12,8 @@ export TRANSFORMERS_OFFLINE := 1
 setup:  ## install everything into $(VENV) and build msg/ and srv/ (idempotent)
 	bash scripts/setup.sh
 
-demo:  ## the main job: start the node, feed it data, print what came back
-	$(PY) -m g2vlm_ros.smoke
+demo:  ## the main job: a synthetic scene bag through the node, spatial queries, map saved as PLY + JSON + PNG
+	$(PY) -m g2vlm_ros.demo
 
 test:  ## the test suite (tests/)
 	$(PY) -m pytest -q tests

@@ -26,6 +26,8 @@ setup(
             "g2vlm-map-server = g2vlm_ros.map_server_node:main",
             "g2vlm-smoke = g2vlm_ros.smoke:main",
             "g2vlm-replay = g2vlm_ros.replay:main",
+            "g2vlm-demo = g2vlm_ros.demo:main",
+            "g2vlm-synth = g2vlm_core.synth.cli:main",
         ],
     },
 )

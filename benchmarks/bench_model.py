@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_model.py                                  # random weights, config/model_small.yaml
     python benchmarks/bench_model.py --checkpoint runs/stage2/final   # a trained checkpoint
+    python benchmarks/bench_model.py --checkpoint runs/stage2/final --data data/synth --threads 1
     python benchmarks/bench_model.py --repeats 20 --json bench.json
 
 "dense" is the network on the keyframe (depth refinement, normals, semantics, votes); "full" adds instance grouping,
@@ -48,12 +49,21 @@ def timeit(fn, repeats: int, warmup: int = 2, sync=lambda: None) -> float:
     return statistics.median(times)
 
 
-def bench_device(inf: G2VLMInference, repeats: int) -> dict[str, float]:
+def load_frame(H: int, W: int, data: str):
+    """The first frame of a synthetic dataset resized to H x W, or an analytic toy frame."""
+    if not data:
+        return toy_frame(0, H, W, n_obj=5)[0]
+    from g2vlm_core.model.evaluate import _resize_frame
+    from g2vlm_core.synth import SynthDataset
+    return _resize_frame(SynthDataset(data, "all")[0].frame(0), (H, W))
+
+
+def bench_device(inf: G2VLMInference, repeats: int, data: str = "") -> dict[str, float]:
     dev = inf.device
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     res: dict[str, float] = {}
     for H, W in ((240, 320), (480, 640)):
-        frame, _ = toy_frame(0, H, W, n_obj=5)
+        frame = load_frame(H, W, data)
         rgb = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float().div(255).to(dev)
         depth = torch.from_numpy(frame.depth_m)[None, None].to(dev)
         K = torch.from_numpy(frame.intrinsics.K).float()[None].to(dev)
@@ -82,6 +92,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--json", default="", help="also write the results to this JSON file")
+    p.add_argument("--data", default="", help="benchmark on the first frame of this synthetic dataset root")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -97,7 +108,7 @@ def main() -> None:
             torch.manual_seed(0)
             inf = G2VLMInference(G2VLM(cfg.model), dev)
         name = torch.cuda.get_device_name(0) if dev == "cuda" else f"cpu x{torch.get_num_threads()} threads"
-        r = bench_device(inf, args.repeats)
+        r = bench_device(inf, args.repeats, args.data)
         results["devices"][name] = r
         print(f"== {name} ({'checkpoint ' + args.checkpoint if args.checkpoint else 'random weights'})")
         for k, v in r.items():

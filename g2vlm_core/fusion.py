@@ -341,7 +341,8 @@ class TSDFFusion:
         elif kind == "cloud":
             pts, cols = self.extract_point_cloud()
             pcd = o3d.t.geometry.PointCloud(o3c.Tensor(pts))
-            pcd.point.colors = o3c.Tensor(cols)
+            # 8-bit colours: what PLY viewers expect (Open3D's legacy reader divides float colours by 255)
+            pcd.point.colors = o3c.Tensor(np.clip(np.rint(cols * 255.0), 0, 255).astype(np.uint8))
             ok = o3d.t.io.write_point_cloud(str(path), pcd)
         else:
             raise ValueError(f"kind must be 'mesh' or 'cloud', got {kind!r}")

@@ -3,7 +3,8 @@
 Each object keeps a bounded voxel set (per-voxel sums of points and colours), label votes, a mean embedding and
 observation counters. ``update`` associates segments by 3D overlap of coarse voxels plus appearance, creates
 objects for the rest, merges duplicates and prunes transients; ``snapshot`` turns the map into a SceneGraph
-with relations from ``predicates.compute_relations`` and the ids deleted since the previous snapshot.
+with relations by the rule of ``predicates.compute_relations`` (view-dependent ones only between nearby objects,
+``relation_max_gap_m``) and the ids deleted since the previous snapshot.
 Ids are never reused: the next id only grows, also across ``reset`` and ``from_dict``.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ObjectMapConfig:
     color_sigma: float = 0.3  # RGB distance at which colour similarity falls to exp(-1)
     min_embedding_cos: float = 0.3  # when both have embeddings, a lower cosine forbids association and merging
     min_segment_points: int = 10  # smaller segments are skipped (counted as 'too_few_points')
+    max_abs_coord_m: float = 10_000.0  # points farther from the origin on any axis are dropped (voxel-key range)
     map_supports: bool = True  # map 'support' segments (table tops) as objects, so "on the table" relations exist
     merge_every: int = 5  # look for duplicate objects every this many updates (0 disables merging)
     merge_overlap: float = 0.5  # merge when this fraction of the smaller object's coarse voxels overlaps the other
@@ -55,7 +57,8 @@ class ObjectMapConfig:
     max_view_depth_m: float = 5.0  # an object is expected in view when its centroid projects into the image
     # in front of the camera and closer than this (needs intrinsics and a pose in update)
     up_axis: str | None = "+z"  # world up; '+z'/'-z' give yaw boxes, other axes or None axis-aligned boxes
-    unknown_label: str = "object"  # label of objects that never received one
+    unknown_label: str = "object"  # label of objects that never received one ...
+    support_label: str = "surface"  # ... and of unlabelled support objects (table tops found as planes)
     max_label_candidates: int = 5  # label candidates kept in snapshots
     publish_min_observations: int = 1  # snapshots list objects observed at least this many times
     relation_min_confidence: float = 0.5  # relations below this confidence are left out of snapshots
@@ -67,6 +70,9 @@ class ObjectMapConfig:
             raise ValueError("voxel_m and assoc_voxel_m must be positive")
         if self.assoc_neighbourhood not in ("none", "face", "cube"):
             raise ValueError(f"assoc_neighbourhood must be none|face|cube, got {self.assoc_neighbourhood!r}")
+        if not 0 < self.max_abs_coord_m <= self.voxel_m * (1 << 20):
+            raise ValueError(f"max_abs_coord_m must be in (0, {self.voxel_m * (1 << 20):.0f}] "
+                             f"for voxel_m={self.voxel_m}")
         if self.max_voxels_per_object < 8:
             raise ValueError("max_voxels_per_object must be at least 8")
         up_vector(self.up_axis)
@@ -101,11 +107,13 @@ class _Object:
         self.expected = 0  # frames the object was expected in view (observed frames included)
         self.first_seen_s = stamp_s
         self.last_seen_s = stamp_s
+        self.dirty = True  # changed since the last merge pass
         self._cache: dict[str, object] = {}
 
     # ---- derived quantities, cached until the voxels change
     def invalidate(self) -> None:
         self._cache.clear()
+        self.dirty = True
 
     def points(self) -> np.ndarray:
         """(M, 3) voxel centroids."""
@@ -211,15 +219,21 @@ class _Object:
         return o
 
 
-def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, offsets: np.ndarray) -> float:
-    """Fraction of coarse voxels ``a_keys`` (K,) with a voxel of ``b_sorted`` at one of ``offsets`` (O, 3)."""
+def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, deltas: np.ndarray) -> float:
+    """Fraction of coarse voxels ``a_keys`` (K,) with a voxel of ``b_sorted`` at one of the packed offsets
+    ``deltas`` (O,) (see _packed_offsets)."""
     if len(a_keys) == 0 or len(b_sorted) == 0:
         return 0.0
-    ijk = unpack_keys(a_keys)
-    q = pack_keys((ijk[None, :, :] + offsets[:, None, :]).reshape(-1, 3))  # (O*K,)
+    q = (a_keys[None, :] + deltas[:, None]).reshape(-1)  # (O*K,) neighbour keys
     idx = np.minimum(np.searchsorted(b_sorted, q), len(b_sorted) - 1)
-    hit = (b_sorted[idx] == q).reshape(len(offsets), len(a_keys)).any(axis=0)
+    hit = (b_sorted[idx] == q).reshape(len(deltas), len(a_keys)).any(axis=0)
     return float(hit.mean())
+
+
+def _packed_offsets(offsets: np.ndarray) -> np.ndarray:
+    """Voxel offsets (O, 3) as deltas (O,) of packed keys: pack(ijk + off) == pack(ijk) + delta, because the
+    21-bit fields never overflow for coordinates inside the key range."""
+    return pack_keys(offsets) - pack_keys(np.zeros((1, 3), dtype=np.int64))
 
 
 def gravity_box(points: np.ndarray, yaw_about_z: bool = True) -> Box3D:
@@ -453,8 +467,10 @@ class ObjectMap:
                 skipped["bad_shape"] += 1
                 continue
             ok = np.all(np.isfinite(pts), axis=1) & np.all(np.isfinite(cols), axis=1)
+            # Beyond the packed voxel-key range (21 bits a axis) keys would wrap around: garbage, not a place.
+            ok &= np.all(np.abs(np.nan_to_num(pts)) <= cfg.max_abs_coord_m, axis=1)
             if not ok.any():
-                skipped["non_finite_points"] += 1
+                skipped["non_finite_or_out_of_range"] += 1
                 continue
             if not ok.all():  # a few bad points (depth holes) are dropped, the segment is kept
                 pts, cols = pts[ok], cols[ok]
@@ -474,8 +490,9 @@ class ObjectMap:
         return out
 
     def _offsets(self) -> np.ndarray:
-        return {"none": _FACE_NEIGHBOURS[:1], "face": _FACE_NEIGHBOURS, "cube": _CUBE_NEIGHBOURS}[
-            self.config.assoc_neighbourhood]
+        """Packed-key deltas (O,) of the voxels that count as overlapping a voxel."""
+        return _packed_offsets({"none": _FACE_NEIGHBOURS[:1], "face": _FACE_NEIGHBOURS, "cube": _CUBE_NEIGHBOURS}[
+            self.config.assoc_neighbourhood])
 
     def _associate(self, clean: list[tuple]) -> list[int | None]:
         """Best existing object id per clean segment, or None for a new object."""
@@ -559,38 +576,47 @@ class ObjectMap:
                 o.expected += 1
 
     def _merge_duplicates(self) -> list[tuple[int, int]]:
+        """Merge pairs of same-kind objects whose voxels overlap strongly. Only pairs with an object changed since
+        the last pass are tested (two untouched objects cannot have come to overlap), and a pair that failed is
+        not tested again in this pass unless one of its objects grew."""
         cfg = self.config
         merged: list[tuple[int, int]] = []
         offsets = self._offsets()
+        failed: set[tuple[int, int]] = set()
         changed = True
         while changed:  # a merge grows an object, which can make it overlap another one
             changed = False
             objs = sorted(self._objects.values(), key=lambda o: o.id)
             if len(objs) < 2:
                 break
-            lo = np.array([o.aabb()[0] for o in objs])
+            lo = np.array([o.aabb()[0] for o in objs])  # (M, 3)
             hi = np.array([o.aabb()[1] for o in objs])
+            dirty = np.array([o.dirty for o in objs])  # (M,)
             touch = np.all(lo[:, None, :] <= hi[None, :, :] + cfg.assoc_voxel_m, axis=2) & \
                 np.all(hi[:, None, :] + cfg.assoc_voxel_m >= lo[None, :, :], axis=2)  # (M, M)
+            touch &= dirty[:, None] | dirty[None, :]
             for a, b in zip(*np.nonzero(np.triu(touch, 1))):
                 oa, ob = objs[a], objs[b]
-                if oa.kind != ob.kind:
+                if oa.kind != ob.kind or (oa.id, ob.id) in failed:
                     continue
                 ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
                 small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
-                if _near_fraction(small, big, offsets) < cfg.merge_overlap:
-                    continue
                 ea, eb = oa.embedding(), ob.embedding()
-                if ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos:
+                if _near_fraction(small, big, offsets) < cfg.merge_overlap or (
+                        ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos):
+                    failed.add((oa.id, ob.id))
                     continue
                 # The better-established object keeps its id (more observations, then the older id).
                 keep, drop = (oa, ob) if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else (ob, oa)
                 keep.absorb(drop, cfg.max_voxels_per_object)
                 self._delete(drop.id)
                 merged.append((drop.id, keep.id))
+                failed = {p for p in failed if keep.id not in p}
                 log.debug("merged object %d into %d", drop.id, keep.id)
                 changed = True
                 break
+        for o in self._objects.values():
+            o.dirty = False
         return merged
 
     def _prune(self) -> list[int]:
@@ -621,7 +647,8 @@ class ObjectMap:
         n_obs = max(o.observations, 1)
         votes = sorted(o.label_votes.items(), key=lambda kv: (-kv[1], kv[0]))
         candidates = [(lab, min(v / n_obs, 1.0)) for lab, v in votes[:cfg.max_label_candidates]]
-        label, conf = candidates[0] if candidates else (cfg.unknown_label, 0.0)
+        default = cfg.support_label if o.kind == "support" else cfg.unknown_label
+        label, conf = candidates[0] if candidates else (default, 0.0)
         color = o.mean_color()
         emb = o.embedding()
         return SceneObject(id=o.id, label=label, box=box, label_confidence=float(conf), label_candidates=candidates,

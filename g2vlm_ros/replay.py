@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -49,7 +50,8 @@ def message_class(msgtype: str):
 class BagPlayer:
     def __init__(self, node: Node, bag: Path, rate: float = 1.0, flow_control: bool = False,
                  flow_topic: str | None = None, topics: list[str] | None = None, remap: dict[str, str] | None = None,
-                 flow_timeout_s: float = 30.0, progress: bool = True):
+                 flow_timeout_s: float = 30.0, progress: bool = True, executor=None):
+        """``executor``: the one that spins ``node`` (a node belongs to one executor; default: a new one)."""
         from rosbags.rosbag2 import Reader
 
         if rate < 0:
@@ -57,6 +59,10 @@ class BagPlayer:
         self.node, self.bag, self.rate = node, Path(bag), rate
         self.flow_control, self.flow_timeout_s, self.progress = flow_control, flow_timeout_s, progress
         self.remap = remap or {}
+        if executor is None:
+            executor = SingleThreadedExecutor(context=node.context)
+            executor.add_node(node)
+        self.executor = executor
         self.reader = Reader(self.bag)
         self.reader.open()
         self.stats = ReplayStats()
@@ -87,7 +93,7 @@ class BagPlayer:
     def _spin_until(self, predicate, timeout_s: float) -> bool:
         end = time.monotonic() + timeout_s
         while not predicate() and time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=0.01)
+            self.executor.spin_once(timeout_sec=0.01)
         return predicate()
 
     def wait_for_subscribers(self, timeout_s: float) -> bool:
@@ -109,7 +115,7 @@ class BagPlayer:
             if self.rate > 0:
                 due = t_wall0 + (t_ns - t_bag0) * 1e-9 / self.rate
                 while time.monotonic() < due:
-                    rclpy.spin_once(self.node, timeout_sec=min(0.01, max(0.0, due - time.monotonic())))
+                    self.executor.spin_once(timeout_sec=min(0.01, max(0.0, due - time.monotonic())))
             if self.flow_control and conn.topic == self.flow_topic:
                 # at most one frame in flight: before sending frame k, wait until the node handled frame k-1
                 if last_flow_stamp is not None and not self._spin_until(

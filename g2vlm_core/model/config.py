@@ -29,7 +29,7 @@ class ModelConfig:
     dropout: float = 0.1  # dropout in transformer blocks and heads (training only)
     # per-point branch (EdgeConv over the partial point cloud)
     point_k: int = 12  # neighbours of each point in the k-NN graph
-    point_max: int = 1500  # max points in the branch: the point grid coarsens (stride 8 -> 16 -> 32) beyond it
+    point_max: int = 800  # max points in the branch: the point grid coarsens (stride 8 -> 16 -> 32) beyond it
     point_channels: tuple[int, ...] = (32, 64)  # EdgeConv layer widths
     # heads
     embed_dim: int = 128  # language-aligned embedding size shared by objects and text
@@ -61,6 +61,7 @@ class LossConfig:
     w_reconstruction: float = 1.0  # 3D error of the back-projected refined points
     w_confidence: float = 0.1  # BCE teaching the confidence map where the 3D error is below conf_tol_m
     w_semantic: float = 1.0  # per-pixel cross entropy over semantic classes
+    semantic_balance: float = 0.5  # class weights freq^-balance from the batch (floors and walls dominate); 0 = plain
     w_instance: float = 1.0  # L1 on voted object-centre offsets (metres)
     w_align: float = 0.5  # InfoNCE object embedding <-> label text embedding
     w_ground: float = 1.0  # cross entropy of referring expressions over the objects of their frame

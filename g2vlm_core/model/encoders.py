@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .config import MINILM, ModelConfig
 from .fusion import GeoBlock
-from .geometry import box_blur, fill_holes, normals_from_points, pixel_rays, sanitize_depth, to_world
+from .geometry import box_blur, fill_holes, normals_from_points, pixel_rays, sanitize_depth, to_world, unit
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class GeometryEncoder(nn.Module):
         cfg = self.cfg
         filled, valid, rays = prep["filled"], prep["valid"], prep["rays"]
         x = torch.cat([prep["rgb"] - 0.5, filled / 4.0 - 0.5, torch.log(filled.clamp_min(0.05)),
-                       valid.to(filled.dtype), F.normalize(rays, dim=1), prep["normals"]], dim=1)  # (B, 12, H, W)
+                       valid.to(filled.dtype), unit(rays, 1), prep["normals"]], dim=1)  # (B, 12, H, W)
         f2 = self.s2(x)
         f4 = self.s4(f2)  # (B, c4, H/4, W/4)
         f8 = self.s8(f4)  # (B, c8, H/8, W/8)

@@ -46,6 +46,12 @@ def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (0, 0, p, p), mode="replicate"), (k, 1), stride=1)
 
 
+def unit(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """``x`` scaled to unit length along ``dim`` (zero stays zero); several times faster than F.normalize on CPU
+    for channel-first images."""
+    return x * torch.rsqrt((x * x).sum(dim, keepdim=True).clamp_min(eps * eps))
+
+
 def normals_from_points(points: torch.Tensor) -> torch.Tensor:
     """Unit normals ``(B, 3, H, W)`` of an organised point image ``(B, 3, H, W)``, facing the camera."""
     p = F.pad(points, (1, 1, 1, 1), mode="replicate")
@@ -53,7 +59,7 @@ def normals_from_points(points: torch.Tensor) -> torch.Tensor:
     dy = p[:, :, 2:, 1:-1] - p[:, :, :-2, 1:-1]
     n = torch.cross(dx, dy, dim=1)
     n = n * torch.where((n * points).sum(1, keepdim=True) > 0, -1.0, 1.0)
-    return F.normalize(n, dim=1, eps=1e-8)
+    return unit(n, 1)
 
 
 def to_world(points_cam: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tensor:

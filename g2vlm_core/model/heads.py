@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .fusion import MASKED, FusionBlock, ObjectContext
-from .geometry import PAIR_FEATURES, box_blur, box_features, box_half_extents, normals_from_points, pair_features
+from .geometry import PAIR_FEATURES, box_blur, box_features, box_half_extents, pair_features, unit
 
 BOX_FEATURES = 9
 
@@ -38,7 +38,7 @@ class ReconstructionHead(nn.Module):
         o = self.pixel(torch.cat([h, local], dim=1))  # (B, 5, H, W)
         residual = torch.tanh(o[:, :1]) * self.cfg.residual_max
         depth = filled * (1.0 + residual)  # (B, 1, H, W) metres
-        normals = F.normalize(o[:, 1:4] + prep["normals"], dim=1, eps=1e-6)  # (B, 3, H, W) camera frame
+        normals = unit(o[:, 1:4] + prep["normals"], 1, 1e-6)  # (B, 3, H, W) camera frame
         return {"depth": depth, "depth_residual": residual, "normals": normals, "conf_logit": o[:, 4:5],
                 "confidence": torch.sigmoid(o[:, 4:5]), "points_cam": rays * depth}
 

@@ -66,9 +66,17 @@ def confidence_loss(out: dict, batch: dict, tol_m: float) -> torch.Tensor:
     return _masked_mean(F.binary_cross_entropy_with_logits(out["conf_logit"], target, reduction="none"), m)
 
 
-def semantic_loss(out: dict, batch: dict) -> torch.Tensor:
-    """Per-pixel cross entropy; label -1 is ignored."""
-    return F.cross_entropy(out["semantic_logits"], batch["semantic_ids"].long(), ignore_index=-1)
+def semantic_loss(out: dict, batch: dict, balance: float = 0.0) -> torch.Tensor:
+    """Per-pixel cross entropy (label -1 ignored), classes weighted by their batch frequency ** -balance so that
+    small objects are not drowned by floor and walls."""
+    logits, labels = out["semantic_logits"], batch["semantic_ids"].long()
+    weight = None
+    if balance > 0:
+        S = logits.shape[1]
+        freq = torch.bincount(labels[labels >= 0].flatten(), minlength=S)[:S].to(logits.dtype)
+        weight = torch.where(freq > 0, (freq / freq.sum().clamp_min(1)).clamp_min(1e-6) ** -balance, 0.0)
+        weight = weight / (weight * freq).sum().clamp_min(1e-12) * freq.sum()  # mean pixel weight 1
+    return F.cross_entropy(logits, labels, weight=weight, ignore_index=-1)
 
 
 def instance_targets(out: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +141,7 @@ class G2VLMLoss:
              lambda: surface_smoothness_loss(out, batch)),
             ("L_reconstruction", c.w_reconstruction, ("depth_gt",), lambda: reconstruction_loss(out, batch)),
             ("L_confidence", c.w_confidence, ("depth_gt",), lambda: confidence_loss(out, batch, c.conf_tol_m)),
-            ("L_semantic", c.w_semantic, ("semantic_ids",), lambda: semantic_loss(out, batch)),
+            ("L_semantic", c.w_semantic, ("semantic_ids",), lambda: semantic_loss(out, batch, c.semantic_balance)),
             ("L_instance", c.w_instance, ("instance_ids", "obj_boxes", "depth_gt"), lambda: instance_loss(out, batch)),
             ("L_align", c.w_align, ("label_embed", "obj_embed"), lambda: align_loss(out, batch, c.align_temperature)),
             ("L_ground", c.w_ground, ("ground_scores", "expr_target"), lambda: ground_loss(out, batch)),

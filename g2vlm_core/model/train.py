@@ -154,8 +154,19 @@ def train(cfg: Config, toy: bool = False) -> Path:
     if use_cuda:
         torch.cuda.set_device(device)
     master = rank == 0
+    prev_threads = torch.get_num_threads()
     if t.threads:
         torch.set_num_threads(t.threads)
+    try:
+        return _train(cfg, toy, ddp, use_cuda, rank, world, device, master)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _train(cfg: Config, toy: bool, ddp: bool, use_cuda: bool, rank: int, world: int, device: torch.device,
+           master: bool) -> Path:
+    t = cfg.train
+    local_rank = device.index or 0
     seed_everything(t.seed + rank)
     out_dir = Path(t.out_dir)
     if master:

@@ -68,8 +68,9 @@ class SynthConfig:
     depth_encoding: str = "16UC1"  # bag depth images: 16UC1 (mm) or 32FC1 (m)
     output_dir: str = "data/synth"  # dataset root
 
-    _INT_FIELDS: ClassVar[tuple[str, ...]] = ("num_scenes", "frames_per_scene", "width", "height", "min_objects", "max_objects",
-                   "num_reference_views", "max_expressions", "max_qa", "seed")
+    _INT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "num_scenes", "frames_per_scene", "width", "height", "min_objects", "max_objects", "num_reference_views",
+        "max_expressions", "max_qa", "seed")
 
     def __post_init__(self) -> None:
         # Accept numpy integers and lists from callers, but store plain ints and a tuple (JSON, hashing).

@@ -288,9 +288,9 @@ def generate_layout(seed: int, cats: tuple[str, ...], min_objects: int, max_obje
         return o
 
     floor_cats = [c for c in ROOM_TYPES.get(room_type, ()) if c in cats] or [c for c in FLOOR_CATEGORIES if c in cats]
-    n_small_possible = any(c not in FLOOR_CATEGORIES or c in ("box", "plant", "lamp") for c in cats) and \
+    smalls_possible = any(c not in FLOOR_CATEGORIES or c in ("box", "plant", "lamp") for c in cats) and \
         any(c in SUPPORT_CATEGORIES for c in cats)
-    n_floor_target = max(1, int(round(n_target * (0.5 if n_small_possible else 1.0))))
+    n_floor_target = max(1, int(round(n_target * (0.5 if smalls_possible else 1.0))))
 
     def place_floor(cat: str) -> PlacedObject | None:
         for _ in range(30):

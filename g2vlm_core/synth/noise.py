@@ -11,6 +11,7 @@ flying pixels and holes at edges, fewer dark-surface holes (the IR projector hel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -109,11 +110,26 @@ def apply_depth_noise(render: RenderOutput, model: str, rng: np.random.Generator
     return noisy
 
 
+BANK_PAD = 48  # a frame's colour noise is a random (BANK_PAD + 1)^2-offset window of a fixed noise bank
+
+
+@lru_cache(maxsize=4)
+def _color_noise_bank(height: int, width: int) -> np.ndarray:
+    """A fixed (H + pad, W + pad, 3) standard-normal field: slicing it is ~10x cheaper than sampling per frame."""
+    return np.random.default_rng(0xC0FFEE).standard_normal((height + BANK_PAD, width + BANK_PAD, 3),
+                                                             dtype=np.float32)
+
+
 def apply_color_noise(rgb01: np.ndarray, model: str, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) uint8 colour with per-frame gain jitter and per-pixel gaussian noise (none: just quantised)."""
     if model == "none":
         return np.round(np.clip(rgb01, 0.0, 1.0) * 255.0).astype(np.uint8)
     m = NOISE_MODELS[model]
     gain = np.float32(1.0 + m.color_gain_sigma * rng.standard_normal())
-    out = rgb01 * gain + m.color_sigma * rng.standard_normal(rgb01.shape, dtype=np.float32)
+    H, W = rgb01.shape[:2]
+    oy, ox = (int(v) for v in rng.integers(0, BANK_PAD + 1, 2))
+    sign = np.float32(m.color_sigma if rng.random() < 0.5 else -m.color_sigma)
+    # Rolling the channels as well gives 2 * 3 * (BANK_PAD + 1)^2 distinct noise images.
+    noise = np.roll(_color_noise_bank(H, W)[oy:oy + H, ox:ox + W], int(rng.integers(3)), axis=2)
+    out = rgb01 * gain + sign * noise
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -94,10 +94,7 @@ class Renderer:
         P = len(primitives)
         self.tri_prim = np.append(mesh.tri_prim, P).astype(np.int32)
         self.prim_albedo = np.array([p.part.albedo for p in primitives] + [[0, 0, 0]], np.float32)
-        self.prim_tex = np.array([TEXTURE_CODE[p.part.texture] for p in primitives] + [0], np.int8)
-        self.prim_inv_scale = np.array([1.0 / p.part.texture_scale_m for p in primitives] + [1.0], np.float32)
-        yaw = np.array([np.arctan2(p.part.R[1, 0], p.part.R[0, 0]) for p in primitives] + [0.0])
-        self.prim_cos, self.prim_sin = np.cos(yaw).astype(np.float32), np.sin(yaw).astype(np.float32)
+        self._texture_tables(mesh, primitives)
         self.prim_instance = np.array([p.instance_id for p in primitives] + [0], np.int32)
         self.prim_semantic = np.array([p.semantic_id for p in primitives] + [0], np.int32)
         self.light_dir = np.asarray(light_dir, np.float32)
@@ -106,6 +103,29 @@ class Renderer:
         self.dirs_cam = pixel_rays(intrinsics).reshape(-1, 3)
         self.inv_norm = (1.0 / np.linalg.norm(self.dirs_cam, axis=1)).astype(np.float32)
         self.rays = np.empty((len(self.dirs_cam), 6), np.float32)
+
+    def _texture_tables(self, mesh: SceneMesh, primitives: list[Primitive]) -> None:
+        """Per-triangle texture code and the two in-plane texture axes (world, scaled to stripe periods).
+
+        The axes are the primitive's yaw-frame axes other than the one closest to the face normal, so a
+        pixel's texture coordinates are two dot products (floor planks, vertical wallpaper stripes, tiles).
+        """
+        code = np.array([TEXTURE_CODE[p.part.texture] for p in primitives], np.int8)[mesh.tri_prim]
+        inv_scale = np.array([1.0 / p.part.texture_scale_m for p in primitives])[mesh.tri_prim]
+        yaw = np.array([np.arctan2(p.part.R[1, 0], p.part.R[0, 0]) for p in primitives])[mesh.tri_prim]
+        c, s = np.cos(yaw), np.sin(yaw)
+        zeros, ones = np.zeros_like(c), np.ones_like(c)
+        axes = np.stack([np.stack([c, s, zeros], 1), np.stack([-s, c, zeros], 1),
+                         np.stack([zeros, zeros, ones], 1)], 1)  # (T, 3 axes, 3)
+        v = mesh.vertices[mesh.triangles]
+        normal = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+        dominant = np.argmax(np.abs(np.einsum("tij,tj->ti", axes, normal)), axis=1)
+        first = np.where(dominant == 0, 1, 0)  # (x, y, z) without the dominant axis, in order
+        second = np.where(dominant == 2, 1, 2)
+        rows = np.arange(len(c))
+        self.tri_tex = np.append(code, 0).astype(np.int8)
+        self.tri_tex_a = np.append(axes[rows, first] * inv_scale[:, None], [[0, 0, 0]], 0).astype(np.float32)
+        self.tri_tex_b = np.append(axes[rows, second] * inv_scale[:, None], [[0, 0, 0]], 0).astype(np.float32)
 
     def render(self, T_world_cam: np.ndarray) -> RenderOutput:
         H, W = self.intrinsics.shape
@@ -122,42 +142,29 @@ class Renderer:
         t = ans["t_hit"].numpy()
         hit = np.isfinite(t)
         # Misses report triangle id 0xFFFFFFFF: clamping sends them to the void slot without a mask.
-        prim = self.tri_prim[np.minimum(ans["primitive_ids"].numpy(), np.uint32(len(self.tri_prim) - 1))]
+        tri = np.minimum(ans["primitive_ids"].numpy(), np.uint32(len(self.tri_prim) - 1))
+        prim = self.tri_prim[tri]
         n = ans["primitive_normals"].numpy()  # (N, 3) world; zero on a miss
         nx, ny, nz = n[:, 0], n[:, 1], n[:, 2]
         cos_dn = (nx * dirs[:, 0] + ny * dirs[:, 1] + nz * dirs[:, 2]) * self.inv_norm
         flip = np.where(cos_dn > 0, np.float32(-1), np.float32(1))  # face the camera (slabs seen from behind)
         nx, ny, nz = nx * flip, ny * flip, nz * flip
+        abs_cos = np.abs(cos_dn)
         albedo = self.prim_albedo[prim]
         lum = self.prim_lum[prim]
-        tex = self.prim_tex[prim]
-        textured = np.nonzero(tex)[0]
+        textured = np.nonzero(self.tri_tex[tri])[0]
         if len(textured):
-            tt = t[textured]
-            px = origin[0] + dirs[textured, 0] * tt
-            py = origin[1] + dirs[textured, 1] * tt
-            pz = origin[2] + dirs[textured, 2] * tt
-            pi = prim[textured]
-            c, s = self.prim_cos[pi], self.prim_sin[pi]
-            lx, ly = px * c + py * s, -px * s + py * c
-            tnx, tny, tnz = nx[textured], ny[textured], nz[textured]
-            anx, any_ = np.abs(tnx * c + tny * s), np.abs(-tnx * s + tny * c)
-            anz = np.abs(tnz)
-            # The two in-plane coordinates: (x, y, z) without the normal's dominant axis.
-            along_x = (anx >= any_) & (anx >= anz)
-            along_z = ~along_x & (anz >= any_)
-            a = np.where(along_x, ly, lx)
-            b = np.where(along_z, ly, pz)
-            scale = self.prim_inv_scale[pi]
-            ia = np.floor(a * scale).astype(np.int32)
-            ib = np.floor(b * scale).astype(np.int32)
-            odd = (np.where(tex[textured] == 1, ia, ia + ib) & 1).astype(bool)
+            tt, tx = t[textured], tri[textured]
+            p = origin + dirs[textured] * tt[:, None]
+            ia = np.floor(np.einsum("ij,ij->i", p, self.tri_tex_a[tx])).astype(np.int32)
+            ib = np.floor(np.einsum("ij,ij->i", p, self.tri_tex_b[tx])).astype(np.int32)
+            odd = (np.where(self.tri_tex[tx] == 1, ia, ia + ib) & 1).astype(bool)
             dark = textured[odd]
             albedo[dark] *= np.float32(TEXTURE_CONTRAST)
             lum[dark] *= np.float32(TEXTURE_CONTRAST)
         L = self.light_dir
         shade = (np.float32(AMBIENT) + np.float32(KEY) * np.maximum(nx * L[0] + ny * L[1] + nz * L[2], 0)
-                 + np.float32(HEADLIGHT) * np.abs(cos_dn))  # after the flip every face looks at the camera
+                 + np.float32(HEADLIGHT) * abs_cos)  # after the flip every face looks at the camera
         rgb = albedo * shade[:, None]
         np.clip(rgb, 0.0, 1.0, out=rgb)
 
@@ -167,4 +174,4 @@ class Renderer:
             normals[:, k] = nx * R[0, k] + ny * R[1, k] + nz * R[2, k]
         return RenderOutput(depth.reshape(H, W), rgb.reshape(H, W, 3), self.prim_instance[prim].reshape(H, W),
                             self.prim_semantic[prim].reshape(H, W), normals.reshape(H, W, 3), lum.reshape(H, W),
-                            np.abs(cos_dn).reshape(H, W))
+                            abs_cos.reshape(H, W))

@@ -237,7 +237,16 @@ def test_save_ply_and_map_roundtrip(synthetic_frames, tmp_path):
     cloud_path = fusion.save_ply(tmp_path / "c.ply", "cloud")
     mesh = o3d.io.read_triangle_mesh(str(mesh_path))
     assert len(mesh.triangles) > 100 and mesh.has_vertex_colors()
-    assert len(o3d.io.read_point_cloud(str(cloud_path)).points) == len(fusion.extract_point_cloud()[0])
+    cloud = o3d.io.read_point_cloud(str(cloud_path))
+    pts, cols = fusion.extract_point_cloud()
+    assert len(cloud.points) == len(pts)
+    # colours survive the file within one 8-bit step (they used to come back 255x too dark); extraction order is
+    # the hash map's, so pair the points by position
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(pts).query(np.asarray(cloud.points))
+    assert dist.max() < 1e-5
+    np.testing.assert_allclose(np.asarray(cloud.colors), cols[idx], atol=0.5 / 255 + 1e-6)
     fusion.save_map(tmp_path / "map.npz")
     other = TSDFFusion(cfg())
     other.load_map(tmp_path / "map.npz")

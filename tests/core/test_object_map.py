@@ -280,10 +280,11 @@ def test_bad_input_never_corrupts_the_map():
     tiny = _blob([0, 0, 0.1], n=3)
     floor = Segment(np.zeros((100, 3)), np.zeros((100, 3)), kind="floor")
     bad_emb = _blob([0, 0, 0.1], seed=6, embedding=np.full(4, np.nan))
-    r = m.update([nan_seg, partly, tiny, "junk", floor, bad_emb], 3.0)
-    assert r.object_ids[0] == -1 and r.object_ids[2] == -1 and r.object_ids[3] == -1 and r.object_ids[4] == -1
+    far = Segment(np.full((50, 3), 1e9), np.zeros((50, 3)))
+    r = m.update([nan_seg, partly, tiny, "junk", floor, bad_emb, far], 3.0)
+    assert [r.object_ids[k] for k in (0, 2, 3, 4, 6)] == [-1] * 5
     assert r.object_ids[1] == r.object_ids[5] == 1
-    assert r.skipped == {"non_finite_points": 1, "too_few_points": 1, "not_a_segment": 1, "kind_floor": 1,
+    assert r.skipped == {"non_finite_or_out_of_range": 2, "too_few_points": 1, "not_a_segment": 1, "kind_floor": 1,
                          "bad_embedding_ignored": 1}
     pts, _ = m.object_points(1)
     assert np.isfinite(pts).all()

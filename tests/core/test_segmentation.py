@@ -8,7 +8,7 @@ from ._render import INTR, look_at, orbit_poses, render
 from g2vlm_core.camera import GeometryError
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.scene_graph import Box3D
-from g2vlm_core.segmentation import (Segment, Segmenter, SegmenterConfig, up_vector,
+from g2vlm_core.segmentation import (Segment, Segmenter, SegmenterConfig, dense_cells, up_vector,
                                      voxel_connected_components)
 
 BOXES = [Box3D([0.3, -0.2, 0.125], [0.3, 0.2, 0.25], 0.3), Box3D([-0.25, 0.3, 0.2], [0.2, 0.2, 0.4], -0.5)]
@@ -92,6 +92,30 @@ def test_table_top_wall_and_floor_are_classified():
     # Unknown up axis: planes are removed but not classified.
     segs = Segmenter(SegmenterConfig(up_axis=None)).segment_frame(frame)
     assert sorted(s.kind for s in segs if s.kind != "object") == ["plane", "plane", "plane"]
+
+
+def test_large_furniture_face_is_not_a_wall():
+    # A 1.6 m wide, 0.8 m tall front face is a big vertical plane, but the camera sees the top behind it: it
+    # is an object's face and must stay with its object, while the room wall behind is a wall.
+    sofa = Box3D([0.0, 0.0, 0.4], [1.6, 0.8, 0.8])
+    wall = Box3D([0.0, 1.5, 1.2], [5.0, 0.1, 2.4])
+    frame = render([sofa, wall], [(0.5, 0.1, 0.6), (0.9, 0.9, 0.85)], look_at([0.0, -2.5, 1.5], [0.0, 0.5, 0.4]))
+    segs = Segmenter().segment_frame(frame)
+    walls = [s for s in segs if s.kind == "wall"]
+    assert len(walls) == 1 and abs(walls[0].plane[3] / walls[0].plane[1] + 1.45) < 0.02  # the plane y = 1.45
+    sofas = [s for s in segs if s.kind == "object" and sofa.contains(s.points_world, 0.03).mean() > 0.95]
+    assert len(sofas) == 1
+    s = sofas[0]
+    assert (s.points_world[:, 1] < -0.35).sum() > 100  # the front face (y = -0.4) is in the object
+    assert s.points_world[:, 2].max() > 0.75  # and so is the top
+
+
+def test_dense_cells_drop_strips():
+    table = np.stack(np.meshgrid(np.arange(0, 1.0, 0.05), np.arange(0, 0.6, 0.05)), -1).reshape(-1, 2)
+    strip = np.stack([np.arange(1.0, 3.0, 0.05), np.full(40, 0.55)], -1)  # a 1-cell strip leaving the table
+    keep = dense_cells(np.concatenate([table, strip]), 0.15, 4)
+    assert keep[:len(table)].all()
+    assert not keep[len(table) + 4:].any()  # beyond the first cells next to the table
 
 
 def test_instance_masks_to_segments(two_box_frame):
