@@ -28,6 +28,7 @@ setup(
             "g2vlm-replay = g2vlm_ros.replay:main",
             "g2vlm-demo = g2vlm_ros.demo:main",
             "g2vlm-synth = g2vlm_core.synth.cli:main",
+            "g2vlm-eval = g2vlm_core.eval.cli:main",
         ],
     },
 )

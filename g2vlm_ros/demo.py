@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+from g2vlm_ros.dds import use_local_dds  # noqa: E402
+
+use_local_dds()
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
@@ -31,6 +32,7 @@ from g2vlm_core.viz import render_map_png  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
+from g2vlm_ros.process import NodeProcess  # noqa: E402
 from g2vlm_ros.qos import LATCHED  # noqa: E402
 from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SaveMap, SpatialQuery  # noqa: E402
@@ -92,11 +94,10 @@ def main(argv=None) -> int:
     print(f"scene {gt['name']} ({gt['room']['type']}, split {gt['split']}): {len(gt_objects)} objects, "
           f"{a.frames} frames {a.width}x{a.height}")
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
-    node_proc = subprocess.Popen([sys.executable, "-m", "g2vlm_ros.perception_node", "--ros-args", "--params-file",
-                                  str(REPO / "config" / "perception.yaml"), *params, "-p", "sensor_reliable:=true",
-                                  "-p", "cloud_period_s:=0.0"], env=env)
+    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
+                                                          *params, "-p", "sensor_reliable:=true",
+                                                          "-p", "cloud_period_s:=0.0"], capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_demo")
     ex = SingleThreadedExecutor()
@@ -160,11 +161,7 @@ def main(argv=None) -> int:
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        node_proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            node_proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        node_proc.stop()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from g2vlm_core.predicates import Viewpoint
@@ -22,6 +20,7 @@ from g2vlm_core.scene_graph import SceneGraph
 from g2vlm_ros import conversions as cv
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
 from g2vlm_ros.params import ParamSpec, declare_and_read
+from g2vlm_ros.process import spin_node
 from g2vlm_ros.qos import LATCHED
 from g2vlm_ros.query_service import QueryService
 from g2vlm_ros.srv import LoadMap
@@ -86,20 +85,7 @@ class MapServerNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MapServerNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(MapServerNode, num_threads=2, args=args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ SpatialQuery / reset / save_map / load_map services. All the work is g2vlm_core.
 from __future__ import annotations
 
 import resource
-import signal
 import threading
 import time
 from collections import Counter, deque
@@ -14,11 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -28,13 +25,16 @@ from visualization_msgs.msg import MarkerArray
 
 from g2vlm_core.fusion import FusionConfig
 from g2vlm_core.frame import RGBDFrame
+from g2vlm_core.labeller import ModelLabeller, resolve_checkpoint
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
+from g2vlm_core.segmentation import Segmenter
 from g2vlm_core.query import QueryConfig, QueryEngine
 
 from g2vlm_ros import conversions as cv
 from g2vlm_ros.markers import scene_graph_markers
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
 from g2vlm_ros.params import ParamSpec, declare_and_read
+from g2vlm_ros.process import spin_node
 from g2vlm_ros.qos import LATCHED, RELIABLE, sensor_qos
 from g2vlm_ros.query_service import QueryService
 from g2vlm_ros.srv import LoadMap, SaveMap
@@ -64,6 +64,9 @@ PARAMS = (
     ParamSpec("map_frame", "map", "Frame of the fused map and the scene graph (z up)."),
     ParamSpec("device", "auto", "Where fusion runs: 'auto' (CUDA when available), 'cpu' or 'cuda'.",
               choices=("auto", "cpu", "cuda")),
+    ParamSpec("model_checkpoint", "auto", "G2VLM checkpoint run on keyframes (labels, instances, embeddings): "
+              "'auto' (the shipped baseline when this build has one, else geometry only), 'baseline', 'none' "
+              "(class-agnostic geometry only) or a folder path."),
     ParamSpec("voxel_size_m", 0.02, "TSDF voxel edge (m).", 0.005, 0.5),
     ParamSpec("depth_min_m", 0.1, "Nearer depths are ignored (m).", 0.0, 10.0),
     ParamSpec("depth_max_m", 5.0, "Farther depths are ignored (m).", 0.1, 100.0),
@@ -89,6 +92,7 @@ class NodeConfig:
     pose_wait_s: float
     map_frame: str
     device: str
+    model_checkpoint: str
     voxel_size_m: float
     depth_min_m: float
     depth_max_m: float
@@ -116,7 +120,9 @@ class PerceptionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("g2vlm_perception", **kwargs)
         self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
-        self.pipeline = PerceptionPipeline(self.cfg.pipeline_config())
+        pipeline_cfg = self.cfg.pipeline_config()
+        labeller = self._load_model(pipeline_cfg)
+        self.pipeline = PerceptionPipeline(pipeline_cfg, labeller)
         self.rejected: Counter[str] = Counter()
         self.received = Counter()
         self._camera_info: CameraInfo | None = None
@@ -130,11 +136,16 @@ class PerceptionNode(Node):
         qos = sensor_qos(self.cfg.sensor_reliable)
         self._slot = LatestSlot()
         self._sync = ApproxSync(self.cfg.sync_slop_s, self._on_pair, on_stale=self._on_stale)
-        self.create_subscription(Image, self.cfg.rgb_topic, lambda m: self._on_image(0, m), qos)
-        self.create_subscription(Image, self.cfg.depth_topic, lambda m: self._on_image(1, m), qos)
-        self.create_subscription(CameraInfo, self.cfg.camera_info_topic, self._on_camera_info, qos)
+        # Images and the small messages a frame waits for (pose, camera_info) in separate groups: in one group the
+        # executor keeps serving the busy image subscriptions first and a frame's pose arrives a second late.
+        images, side = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, self.cfg.rgb_topic, lambda m: self._on_image(0, m), qos, callback_group=images)
+        self.create_subscription(Image, self.cfg.depth_topic, lambda m: self._on_image(1, m), qos,
+                                 callback_group=images)
+        self.create_subscription(CameraInfo, self.cfg.camera_info_topic, self._on_camera_info, qos,
+                                 callback_group=side)
         if self.cfg.pose_source == "topic":
-            self.create_subscription(PoseStamped, self.cfg.pose_topic, self._on_pose, RELIABLE)
+            self.create_subscription(PoseStamped, self.cfg.pose_topic, self._on_pose, RELIABLE, callback_group=side)
         elif self.cfg.pose_source == "tf":
             try:
                 from tf2_ros import Buffer, TransformListener
@@ -152,7 +163,8 @@ class PerceptionNode(Node):
         # player pace itself to the node and a benchmark measure latency without polling diagnostics.
         self.pub_processed = self.create_publisher(Header, "processed", RELIABLE)
 
-        engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results))
+        engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results),
+                             text_embedder=None if labeller is None else labeller.embed_text)
         self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint)
         services = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "reset", self._on_reset, callback_group=services)
@@ -169,6 +181,20 @@ class PerceptionNode(Node):
         self.get_logger().info(f"listening on {self.resolve_topic_name(self.cfg.rgb_topic)}, "
                                f"{self.resolve_topic_name(self.cfg.depth_topic)}, pose from {self.cfg.pose_source}; "
                                f"fusion on {self.pipeline.fusion.device}")
+
+    def _load_model(self, pipeline_cfg: PipelineConfig) -> ModelLabeller | None:
+        path = resolve_checkpoint(self.cfg.model_checkpoint)  # FileNotFoundError names the path
+        if path is None:
+            self.get_logger().warning("no model: objects are class-agnostic (label 'object'); queries can use "
+                                      "colours, sizes and relations but not categories")
+            return None
+        import torch
+
+        device = "cuda" if self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available()) \
+            else "cpu"
+        labeller = ModelLabeller.from_checkpoint(path, Segmenter(pipeline_cfg.segmenter), device)
+        self.get_logger().info(f"model {path} on {device}")
+        return labeller
 
     # ------------------------------------------------------------------------------------------- inputs
     def _reject(self, reason: str, detail: str, stamp=None) -> None:
@@ -374,28 +400,8 @@ class PerceptionNode(Node):
             self.get_logger().info(f"map saved on shutdown: {ply}, {graph}")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    # SIGTERM (systemd, docker stop, launch) ends the node like Ctrl-C, so save_on_shutdown runs for both.
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = None
-    try:
-        node = PerceptionNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(PerceptionNode, num_threads=4, args=args)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,21 @@ class BagPlayer:
             self.executor.spin_once(timeout_sec=0.01)
         return predicate()
 
+    @staticmethod
+    def _small_first(messages):
+        """Messages of one timestamp reordered so poses, camera_info and tf go before the images they belong to.
+
+        A node handles a frame as soon as its images arrive and then looks for the pose of that stamp; recorders
+        write the small messages in any order, and behind megabytes of image data a lost reliable sample is only
+        resent at the next heartbeat (seconds later)."""
+        group: list = []
+        for item in messages:
+            if group and item[1] != group[0][1]:
+                yield from sorted(group, key=lambda m: m[0].msgtype == "sensor_msgs/msg/Image")
+                group = []
+            group.append(item)
+        yield from sorted(group, key=lambda m: m[0].msgtype == "sensor_msgs/msg/Image")
+
     def wait_for_subscribers(self, timeout_s: float) -> bool:
         pubs = [p for t, p in self.pubs.items() if "image" in t] or list(self.pubs.values())
         return self._spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), timeout_s)
@@ -110,7 +125,7 @@ class BagPlayer:
         t_bag0 = None
         last_flow_stamp = None
         bar = tqdm(total=total, desc=f"replay {self.bag.name}", unit="msg", disable=not self.progress)
-        for conn, t_ns, raw in self.reader.messages(connections=conns):
+        for conn, t_ns, raw in self._small_first(self.reader.messages(connections=conns)):
             t_bag0 = t_ns if t_bag0 is None else t_bag0
             if self.rate > 0:
                 due = t_wall0 + (t_ns - t_bag0) * 1e-9 / self.rate

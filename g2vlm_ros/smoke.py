@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+from g2vlm_ros.dds import use_local_dds  # noqa: E402
+
+use_local_dds()
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -30,6 +31,7 @@ from g2vlm_core.synth.generator import SceneGenerator  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
+from g2vlm_ros.process import NodeProcess  # noqa: E402
 from g2vlm_ros.qos import LATCHED, RELIABLE  # noqa: E402
 from g2vlm_ros.srv import SaveMap, SpatialQuery  # noqa: E402
 
@@ -56,10 +58,9 @@ def main(argv=None) -> int:
 
     scene = SceneGenerator(SynthConfig(num_scenes=1, frames_per_scene=a.frames, width=a.width, height=a.height,
                                        seed=a.seed)).scene(a.seed)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    node_proc = subprocess.Popen([sys.executable, "-m", "g2vlm_ros.perception_node", "--ros-args",
-                                  "--params-file", str(REPO / "config" / "perception.yaml"),
-                                  "-p", "keyframe_every_n:=3", "-p", "cloud_period_s:=1.0"], env=env)
+    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
+                                                          "-p", "keyframe_every_n:=3", "-p", "cloud_period_s:=1.0"],
+                            capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_smoke")
     ex = SingleThreadedExecutor()
@@ -130,11 +131,7 @@ def main(argv=None) -> int:
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        node_proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            node_proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        node_proc.stop()
 
 
 if __name__ == "__main__":

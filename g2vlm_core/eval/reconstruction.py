@@ -182,13 +182,22 @@ def observed_gt_points(frames: Sequence[RGBDFrame], config: ReconstructionEvalCo
     return voxel_downsample(np.concatenate(pts), config.gt_sample_voxel_m)[0]
 
 
+# The IoU grid is shifted by half a voxel: synthetic rooms put the floor and two walls exactly on multiples of
+# the voxel size (z = 0, x = 0, y = 0), i.e. on voxel boundaries of an origin-anchored grid, where a
+# sub-millimetre TSDF offset moves a whole wall into the neighbouring voxel layer. Measured on 5 noise-free
+# frames of test scene 9 at 5 cm voxels: occupancy IoU 0.52 origin-anchored vs 0.91 shifted, surface mesh IoU
+# 0.28 vs 0.83 (Chamfer 1.1 cm either way). Mid-voxel, such surfaces fall in the same voxel as the GT.
+GRID_OFFSET = 0.5
+
+
 def voxel_centres(points: np.ndarray, voxel_m: float) -> np.ndarray:
-    """(K, 3) centres of the occupied voxels of the origin-anchored grid used by ``metrics.occupancy_iou``.
+    """(K, 3) centres of the occupied voxels of the grid used for occupancy / surface IoU, expressed in the
+    frame where ``metrics.occupancy_iou``'s origin-anchored grid coincides with it (shifted by GRID_OFFSET).
 
     Feeding these instead of millions of raw samples gives the same IoU: ``metrics.voxel_keys`` runs
     ``np.unique(axis=0)`` (a row lexsort, ~10 s for 3 M samples), here keys are packed into one int64 first.
     """
-    p = np.asarray(points, np.float64).reshape(-1, 3)
+    p = np.asarray(points, np.float64).reshape(-1, 3) + GRID_OFFSET * voxel_m
     if len(p) == 0:
         return np.zeros((0, 3))
     k = np.floor(p / voxel_m).astype(np.int64)
@@ -199,8 +208,8 @@ def voxel_centres(points: np.ndarray, voxel_m: float) -> np.ndarray:
 
 
 def surface_iou(pred_mesh, gt_mesh, voxel_m: float, observed: np.ndarray | None = None) -> float:
-    """Surface-voxel IoU of two meshes, identical to ``metrics.mesh_iou(mode="surface")`` (both surfaces
-    sampled at a third of a voxel), optionally restricted to the observed GT region: GT samples farther than
+    """Surface-voxel IoU of two meshes: ``metrics.mesh_iou(mode="surface")`` (both surfaces sampled at a third of
+    a voxel) on the half-voxel-shifted grid, optionally restricted to the observed GT region: GT samples farther than
     one voxel from every ``observed`` GT point are dropped, so walls the camera never saw do not count."""
     pa = _sample_surface(pred_mesh, voxel_m / 3)
     pb = _sample_surface(gt_mesh, voxel_m / 3)

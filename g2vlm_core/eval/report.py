@@ -47,6 +47,8 @@ def _fmt(x, digits: int = 3) -> str:
         return "n/a"
     if abs(x) >= 100:
         return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
     if abs(x) < 0.01 and x != 0:
         return f"{x:.4f}"
     return f"{x:.{digits}f}"
@@ -89,11 +91,11 @@ def _real_table(results: dict) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for r in results["real"]:
         m, ci, tr = r["metrics"], r["consistency_median_ci"], r.get("tracking") or {}
+        fails = ", ".join(f"{k}: {v}" for k, v in tr.get("failures", {}).items())
+        tracked = f"{tr.get('n_tracked', 'n/a')}/{tr.get('n_frames', 'n/a')}" + (f" ({fails})" if fails else "")
         lines.append(f"| {r['name']} | {r['n_fused']}/{r['n_frames']} | {_fmt(ci['estimate'])} "
                      f"[{_fmt(ci['low'])}, {_fmt(ci['high'])}] | {_fmt(m['consistency_mean_m'])} | "
-                     f"{_fmt(m.get('ate_rmse_m'))} | {tr.get('n_tracked', 'n/a')}/{tr.get('n_frames', 'n/a')}"
-                     f"{' (' + ', '.join(f'{k}: {v}' for k, v in tr.get('failures', {}).items()) + ')' if tr.get('failures') else ''}"
-                     f" | {_fmt(m['fuse_ms_per_frame'], 1)} |")
+                     f"{_fmt(m.get('ate_rmse_m'))} | {tracked} | {_fmt(m['fuse_ms_per_frame'], 1)} |")
     lines += ["", "Per frame (distance of the frame's back-projected depth, at its GT pose, to the fused mesh):", "",
               "| dataset | frame | median (m) | mean (m) | p90 (m) | points |", "|---|---|---|---|---|---|"]
     for r in results["real"]:
@@ -200,7 +202,8 @@ def _figure_variants(results: dict, path: Path) -> bool:
             ci = e["ci"]
             lo = ci["estimate"] - ci["low"] if ci["low"] is not None and math.isfinite(ci["low"]) else 0.0
             hi = ci["high"] - ci["estimate"] if ci["high"] is not None and math.isfinite(ci["high"]) else 0.0
-            ax.errorbar(ci["estimate"], i, xerr=[[max(lo, 0.0)], [max(hi, 0.0)]], fmt="o", capsize=3)
+            ax.errorbar(ci["estimate"], i, xerr=[[max(lo, 0.0)], [max(hi, 0.0)]], fmt="o", capsize=3,
+                        color=f"C{i % 10}")  # one colour per variant across panels
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_ylim(-0.5, len(names) - 0.5)
         ax.invert_yaxis()
@@ -211,7 +214,7 @@ def _figure_variants(results: dict, path: Path) -> bool:
         ax.axis("off")
     conf = results["config"]["bootstrap"]["confidence"]
     fig.suptitle(f"Metric per variant, mean with {conf:.0%} bootstrap CI", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))  # leave the top strip to the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -260,12 +263,12 @@ def write_report(results: dict, out_dir: str | Path, command: str = "g2vlm-eval"
     clouds = results.get("_clouds", {})
     for variant, recon in clouds.get("synthetic", {}).items():
         name = f"recon_error_{variant}_{recon.name}.png"
-        if _figure_cloud(recon, f"{variant}, {recon.name}: fused cloud coloured by distance to the GT mesh "
+        if _figure_cloud(recon, f"{variant}, {recon.name}\nfused cloud coloured by distance to the GT mesh "
                                 "(top-down)", out / "figures" / name):
             figures[f"Reconstruction error, {variant} on {recon.name}"] = f"figures/{name}"
     for ds, recon in clouds.get("real", {}).items():
         name = f"real_consistency_{ds}.png"
-        if _figure_cloud(recon, f"{ds}: frame points coloured by distance to the fused mesh (top-down)",
+        if _figure_cloud(recon, f"{ds}\nframe points coloured by distance to the fused mesh (top-down)",
                          out / "figures" / name):
             figures[f"Depth consistency, {ds}"] = f"figures/{name}"
     serial = {k: v for k, v in results.items() if not k.startswith("_")}

@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals, paired bootstrap / sign-flip permutation tests and Holm correction (numpy, seeded)."""
+"""Bootstrap confidence intervals, paired bootstrap / sign-flip permutation tests and Holm correction (seeded numpy)."""
 from __future__ import annotations
 
 import logging

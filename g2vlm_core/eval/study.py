@@ -164,6 +164,8 @@ def build_runners(study: StudyConfig, skip_learned: bool = False) -> tuple[dict,
                     break
             if not out.seeds:
                 out.status, out.reason = "not run", reasons[0] if reasons else "no seeds"
+            elif reasons:  # some seeds ran: keep the row, say why the others are missing
+                out.reason = f"seeds after {out.seeds[-1]} not run: {reasons[0]}"
     return outcomes, runners
 
 
@@ -277,7 +279,13 @@ def summarize(study: StudyConfig, outcomes: dict, scenes: list[str]) -> dict:
 def run_study(study: StudyConfig, skip_learned: bool = False, only: str = "all", progress: bool = True) -> dict:
     """Everything the report needs: per-unit values, CIs, tests, real rows, runtime and provenance."""
     t0 = time.time()
-    outcomes, runners = build_runners(study, skip_learned)
+    if only == "real":
+        # nothing is trained or checked when no variant would be evaluated
+        outcomes = {v.name: VariantOutcome(v, "not run", "synthetic split not evaluated in this run (--only real)")
+                    for v in study.variants}
+        runners: list = []
+    else:
+        outcomes, runners = build_runners(study, skip_learned)
     synth = {"scenes": [], "tracking": {}, "figure_clouds": {}}
     if only in ("all", "synthetic"):
         synth = run_synthetic(study, outcomes, runners, progress)

@@ -94,7 +94,8 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
                               f"{FORMAT_VERSION!r}")
     digest = _digest(tensors)
     if digest != meta.get("sha256"):
-        raise CheckpointError(f"{p} is corrupt: weight checksum {digest[:12]} != recorded {meta.get('sha256', '')[:12]}")
+        raise CheckpointError(f"{p} is corrupt: weight checksum {digest[:12]} != recorded "
+                              f"{meta.get('sha256', '')[:12]}")
     try:
         cfg = model_config_from_dict(json.loads(meta["model_config"]))
     except (KeyError, ValueError, TypeError) as e:

@@ -1,4 +1,4 @@
-"""Dataclass configurations of the G2VLM model, its losses and its training, loadable from YAML and saved in checkpoints."""
+"""Dataclass configs of the G2VLM model, its losses and its training; loaded from YAML, saved in checkpoints."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +23,7 @@ class ModelConfig:
     dim: int = 96  # width of tokens (coarse geometry, objects, text) in the transformer parts
     n_heads: int = 4  # attention heads in every attention layer
     n_geo_layers: int = 1  # geometry-biased self-attention blocks over coarse tokens
+    token_max: int = 400  # self-attention runs on 2x2-pooled coarse tokens while there are more than this
     n_fusion_layers: int = 2  # object <-> text fusion blocks (grounding / answers)
     bias_hidden: int = 16  # hidden width of the geometry-aware attention-bias MLP
     mlp_ratio: int = 2  # transformer MLP hidden = mlp_ratio * dim
@@ -38,7 +39,7 @@ class ModelConfig:
     thing_ids: tuple[int, ...] = ()  # semantic ids that are objects (instances); empty = every id but 0
     predicates: tuple[str, ...] = PREDICATES  # relation head outputs, in g2vlm_core.predicates order
     answer_vocab: tuple[str, ...] = ("no", "yes")  # text-answer classifier vocabulary
-    residual_max: float = 0.25  # max relative depth correction |refined / input - 1|
+    residual_max: float = 0.1  # max relative depth correction |refined / input - 1| (bounds the damage at edges)
     max_depth_m: float = 10.0  # depths beyond this are treated as invalid
     # language encoder
     text_encoder: str = MINILM  # a local Hugging Face folder, or the MiniLM sentinel
@@ -46,8 +47,8 @@ class ModelConfig:
     freeze_text: bool = True  # keep the pretrained text transformer frozen (then it is not in checkpoints)
     text_cache_size: int = 4096  # LRU cache entries of frozen query encodings
     # instance grouping at inference
-    cluster_radius_m: float = 0.15  # voted centres closer than this join one instance
-    min_instance_px: int = 12  # instances smaller than this (pixels at stride 4) are dropped
+    cluster_radius_m: float = 0.3  # voted centres closer than this join one instance (same class)
+    min_instance_px: int = 64  # instances smaller than this (full-resolution pixels) are dropped
     max_instances: int = 48  # at most this many instances per keyframe
     # runtime
     dtype: str = "float32"  # inference dtype: float32, bfloat16 or float16 (CUDA)
@@ -172,10 +173,13 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
     return config_from_dict(d)
 
 
+RUNTIME_FIELDS = ("dtype", "text_cache_size", "cluster_radius_m", "min_instance_px", "max_instances")
+
+
 def config_fingerprint(cfg: ModelConfig) -> str:
     """Short hash of the architecture-defining model config (runtime-only fields excluded)."""
     d = config_to_dict(cfg)
-    for k in ("dtype", "text_cache_size", "cluster_radius_m", "min_instance_px", "max_instances", "dropout"):
+    for k in RUNTIME_FIELDS + ("dropout",):
         d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

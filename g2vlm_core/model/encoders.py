@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .config import MINILM, ModelConfig
 from .fusion import GeoBlock
-from .geometry import box_blur, fill_holes, normals_from_points, pixel_rays, sanitize_depth, to_world, unit
+from .geometry import depth_bilateral, fill_holes, normals_from_points, pixel_rays, sanitize_depth, to_world, unit
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,11 @@ class GeometryEncoder(nn.Module):
         depth, valid = sanitize_depth(depth, self.cfg.max_depth_m)
         filled = fill_holes(depth, valid)  # (B, 1, H, W)
         rays = pixel_rays(K, depth.shape[-2], depth.shape[-1])  # (B, 3, H, W)
-        smooth = box_blur(filled, 5)
-        normals = normals_from_points(rays * smooth)  # (B, 3, H, W) from lightly smoothed depth
-        return {"depth": depth, "valid": valid, "filled": filled, "smooth": smooth, "rays": rays, "normals": normals,
+        smooth = depth_bilateral(filled, valid, 3)  # edge-preserving denoised input: the base of the refinement
+        smooth2 = depth_bilateral(smooth, valid, 3)
+        normals = normals_from_points(rays * smooth2)  # (B, 3, H, W) from the smoothed depth
+        return {"depth": depth, "valid": valid, "filled": filled, "smooth": smooth, "smooth2": smooth2, "rays": rays,
+                "normals": normals,
                 "rgb": torch.nan_to_num(rgb).clamp(0, 1)}
 
     def forward(self, prep: dict[str, torch.Tensor], T_world_cam: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -120,8 +122,7 @@ class GeometryEncoder(nn.Module):
         tok = tok + self.pos(torch.cat([xyz16.flatten(2).transpose(1, 2), vf16.flatten(2).transpose(1, 2)], -1))
         tok = tok + self._point_tokens(prep, pts_cam, T_world_cam, (h16, w16))
         valid_tok = vf16.flatten(1) > 0  # (B, N16)
-        for blk in self.blocks:
-            tok = blk(tok, xyz_w, T_world_cam)
+        tok = tok + self._global_context(tok, xyz_w, T_world_cam, (h16, w16))
 
         # Top-down fusion to the fine map.
         t16 = tok.transpose(1, 2).reshape(B, -1, h16, w16)
@@ -132,6 +133,24 @@ class GeometryEncoder(nn.Module):
         return {"fine_map": fine, "coarse_tokens": tok, "coarse_xyz": xyz_w, "coarse_valid": valid_tok,
                 "fine_tokens": p8.flatten(2).transpose(1, 2),
                 "fine_xyz": to_world(xyz8[..., :p8.shape[-2], :p8.shape[-1]].flatten(2).transpose(1, 2), T_world_cam)}
+
+    def _global_context(self, tok, xyz_w, T_world_cam, hw) -> torch.Tensor:
+        """Geometry-biased self-attention over the coarse tokens (pooled 2x2 while more than token_max, so the
+        quadratic cost stays bounded at high resolution); returns the update to add to ``tok`` (B, N16, D)."""
+        B, N, D = tok.shape
+        grid = lambda t: t.transpose(1, 2).reshape(B, -1, *hw)  # noqa: E731  (B, N, C) -> (B, C, h, w)
+        x, p = grid(tok), grid(xyz_w)
+        while x.shape[-2] * x.shape[-1] > self.cfg.token_max and min(x.shape[-2:]) > 1:
+            x, p = F.avg_pool2d(x, 2, ceil_mode=True), F.avg_pool2d(p, 2, ceil_mode=True)
+        hw_a = x.shape[-2:]
+        x0 = x = x.flatten(2).transpose(1, 2)
+        p = p.flatten(2).transpose(1, 2)
+        for blk in self.blocks:
+            x = blk(x, p, T_world_cam)
+        delta = (x - x0).transpose(1, 2).reshape(B, D, *hw_a)
+        if tuple(hw_a) != tuple(hw):
+            delta = F.interpolate(delta, size=hw, mode="nearest")
+        return delta.flatten(2).transpose(1, 2)
 
     def _point_tokens(self, prep, pts_cam, T_world_cam, hw16) -> torch.Tensor:
         """Run the EdgeConv branch on the patch-mean point cloud and pool it onto the coarse token grid."""
@@ -144,7 +163,8 @@ class GeometryEncoder(nn.Module):
         nrm = F.avg_pool2d(prep["normals"], stride, ceil_mode=True)
         B, _, h, w = xyz.shape
         flat = lambda t: t.flatten(2).transpose(1, 2)  # noqa: E731  (B, C, h, w) -> (B, N, C)
-        feats = self.points(to_world(flat(xyz), T_world_cam), torch.cat([flat(col), flat(nrm)], -1), flat(vf)[..., 0] > 0)
+        feats = self.points(to_world(flat(xyz), T_world_cam), torch.cat([flat(col), flat(nrm)], -1),
+                            flat(vf)[..., 0] > 0)
         grid = feats.transpose(1, 2).reshape(B, -1, h, w)
         return flat(F.adaptive_avg_pool2d(grid, hw16))  # (B, N16, D)
 

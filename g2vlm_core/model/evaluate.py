@@ -40,22 +40,26 @@ def aabb_iou(a: Box3D, b: Box3D) -> float:
 
 
 def _resize_frame(frame, hw):
+    """The frame and its ground truth at ``hw`` = (H, W): colour bilinear, depth / ids / normals nearest."""
     if hw is None or frame.depth_m.shape == tuple(hw):
         return frame
     import torch.nn.functional as F
     from ..frame import RGBDFrame
-    H0, W0 = frame.depth_m.shape
-    t = lambda a, mode: F.interpolate(torch.from_numpy(np.array(a, dtype=np.float32))[None, None] if a.ndim == 2 else  # noqa: E731
-                                      torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None],
-                                      size=tuple(hw), mode=mode)[0]
+
+    def t(a, mode):
+        x = torch.from_numpy(np.array(a, dtype=np.float32))
+        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        return F.interpolate(x, size=tuple(hw), mode=mode)[0]
+
     rgb = t(frame.rgb, "bilinear").permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
     ex = dict(frame.extras)
     ex["depth_gt_m"] = t(ex["depth_gt_m"], "nearest")[0].numpy()
     ex["instance_ids"] = t(ex["instance_ids"], "nearest")[0].numpy().astype(np.int32)
     ex["semantic_ids"] = t(ex["semantic_ids"], "nearest")[0].numpy().astype(np.int32)
     ex["normals"] = t(ex["normals"], "nearest").permute(1, 2, 0).numpy()
-    intr = frame.intrinsics.scaled(hw[1] / W0)
-    return RGBDFrame(rgb, t(frame.depth_m, "nearest")[0].numpy(), intr, frame.T_world_cam, frame.stamp_s, frame.index, ex)
+    intr = frame.intrinsics.scaled(hw[1] / frame.depth_m.shape[1])
+    depth = t(frame.depth_m, "nearest")[0].numpy()
+    return RGBDFrame(rgb, depth, intr, frame.T_world_cam, frame.stamp_s, frame.index, ex)
 
 
 @torch.no_grad()
@@ -156,7 +160,8 @@ def evaluate_split(inf: G2VLMInference, root: str, split: str = "test", max_fram
            "semantic_miou": float(np.mean(sem_inter[seen] / sem_union[seen])) if seen.any() else float("nan"),
            "relation_accuracy": mean("rel_correct"), "grounding_acc_025": mean("g25"), "grounding_acc_050": mean("g50"),
            "grounding_expressions": len(acc["g25"]), "retrieval_r1": mean("r1"), "retrieval_r5": mean("r5")}
-    res["depth_rmse_reduction"] = 1.0 - res["depth_rmse_refined"] / res["depth_rmse_raw"] if sq["raw"][1] else float("nan")
+    res["depth_rmse_reduction"] = (1.0 - res["depth_rmse_refined"] / res["depth_rmse_raw"]) if sq["raw"][1] \
+        else float("nan")
     return res
 
 
@@ -169,11 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frame-stride", type=int, default=1)
     p.add_argument("--image-hw", type=int, nargs=2, default=None, help="evaluate at this resolution (H W)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--cluster-radius", type=float, default=None, help="override cluster_radius_m (metres)")
+    p.add_argument("--min-instance-px", type=int, default=None, help="override min_instance_px (pixels)")
     p.add_argument("--json", default="")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    inf = G2VLMInference.from_checkpoint(args.checkpoint, args.device)
+    runtime = {k: v for k, v in (("cluster_radius_m", args.cluster_radius), ("min_instance_px", args.min_instance_px))
+               if v is not None}
+    inf = G2VLMInference.from_checkpoint(args.checkpoint, args.device, **runtime)
     res = evaluate_split(inf, args.data, args.split, args.max_frames, args.image_hw, args.frame_stride)
     for k, v in res.items():
         print(f"{k:32s} {v:.4f}" if isinstance(v, float) else f"{k:32s} {v}")

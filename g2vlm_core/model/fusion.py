@@ -54,7 +54,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, dim: int, ratio: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim),
+                                 nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -46,6 +46,25 @@ def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (0, 0, p, p), mode="replicate"), (k, 1), stride=1)
 
 
+def depth_bilateral(depth: torch.Tensor, valid: torch.Tensor, k: int = 3, sigma_rel: float = 0.03) -> torch.Tensor:
+    """Edge-preserving k x k smoothing of ``(B, 1, H, W)`` depth: neighbours weigh exp(-(dz / (sigma_rel z))^2), so
+    sensor noise (~1 % of z) is averaged while depth discontinuities (foreground / background) are not blended."""
+    H, W = depth.shape[-2:]
+    p = k // 2
+    dp = F.pad(depth, (p, p, p, p), mode="replicate")
+    vp = F.pad(valid.to(depth.dtype), (p, p, p, p))
+    inv = 1.0 / (sigma_rel * depth.clamp_min(1e-3))
+    num = torch.zeros_like(depth)
+    den = torch.zeros_like(depth)
+    for dy in range(k):
+        for dx in range(k):
+            nb = dp[..., dy:dy + H, dx:dx + W]
+            w = vp[..., dy:dy + H, dx:dx + W] * torch.exp(-torch.square((nb - depth) * inv))
+            num += w * nb
+            den += w
+    return torch.where(den > 1e-6, num / den.clamp_min(1e-6), depth)
+
+
 def unit(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """``x`` scaled to unit length along ``dim`` (zero stays zero); several times faster than F.normalize on CPU
     for channel-first images."""

@@ -15,6 +15,7 @@ from ..camera import CameraIntrinsics, GeometryError, check_rigid
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 from .checkpoint import load_model
+from .config import RUNTIME_FIELDS
 from .model import FINE_STRIDE, G2VLM, object_masks
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def group_instances(sem_prob: torch.Tensor, votes: torch.Tensor, valid: torch.Te
     free = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
     out = torch.zeros(h * w, dtype=torch.long, device=idx.device)
     info: list[tuple[int, float]] = []
+    clusters: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (class, member mask, centre)
     for _ in range(4 * max_instances):
-        if not free.any() or len(info) >= max_instances:
+        if not free.any():
             break
         seed = torch.where(free, P, -1.0).argmax()
         same = free & (C == C[seed])
@@ -80,16 +82,33 @@ def group_instances(sem_prob: torch.Tensor, votes: torch.Tensor, valid: torch.Te
         members = same & ((V - centre).norm(dim=1) < radius)
         members[seed] = True
         free &= ~members
-        if int(members.sum()) >= min_px:
-            info.append((int(C[seed]), float(P[members].mean())))
-            out[idx[members]] = len(info)
+        # Fragments of one object (votes spread wider than the radius) are merged into an earlier cluster.
+        for j, (cj, mj, centre_j) in enumerate(clusters):
+            if cj == int(C[seed]) and (V[members].mean(0) - centre_j).norm() < radius:
+                clusters[j] = (cj, mj | members, V[mj | members].mean(0))
+                break
+        else:
+            clusters.append((int(C[seed]), members, V[members].mean(0)))
+    clusters = sorted((c for c in clusters if int(c[1].sum()) >= min_px), key=lambda c: -int(c[1].sum()))
+    for c, members, _ in clusters[:max_instances]:
+        info.append((c, float(P[members].mean())))
+        out[idx[members]] = len(info)
     return out.reshape(h, w), info
 
 
 class G2VLMInference:
     """Batched, no-grad inference with a model rebuilt from its checkpoint; device and dtype from the config."""
 
-    def __init__(self, model: G2VLM, device: str | torch.device = "cpu"):
+    def __init__(self, model: G2VLM, device: str | torch.device = "cpu", **runtime):
+        """``runtime`` overrides inference-only config fields (RUNTIME_FIELDS: dtype, cluster_radius_m,
+        min_instance_px, max_instances, text_cache_size)."""
+        bad = sorted(set(runtime) - set(RUNTIME_FIELDS))
+        if bad:
+            raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
+        for k, v in runtime.items():
+            setattr(model.cfg, k, type(getattr(model.cfg, k))(v))
+        if model.cfg.dtype not in DTYPES:
+            raise ValueError(f"dtype {model.cfg.dtype!r} is not one of {', '.join(DTYPES)}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
@@ -98,9 +117,10 @@ class G2VLMInference:
         self._embed_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        text_encoder: str | None = None) -> "G2VLMInference":
-        return cls(load_model(path, device, text_encoder), device)
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", text_encoder: str | None = None,
+                        **runtime) -> "G2VLMInference":
+        """Rebuild the model from the config stored in the checkpoint (``runtime``: see __init__)."""
+        return cls(load_model(path, device, text_encoder), device, **runtime)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
@@ -146,8 +166,9 @@ class G2VLMInference:
             sp = F.adaptive_avg_pool2d(sem_prob[b:b + 1], fm_hw)[0]
             vt = F.adaptive_avg_pool2d(votes[b:b + 1], fm_hw)[0]
             vd = F.adaptive_avg_pool2d(out["input_valid"][b:b + 1].float(), fm_hw)[0, 0] > 0.5
+            cell_px = (H / fm_hw[0]) * (W / fm_hw[1])
             imap, info = group_instances(sp, vt, vd, self.thing_ids, self.cfg.cluster_radius_m,
-                                         self.cfg.min_instance_px, self.cfg.max_instances)
+                                         max(1, round(self.cfg.min_instance_px / cell_px)), self.cfg.max_instances)
             per_frame.append((imap, info))
         M = max(1, max(len(i) for _, i in per_frame))
         boxes = torch.zeros(len(per_frame), M, 7, device=self.device)

@@ -65,7 +65,8 @@ def test_gradients_reach_every_head(text_dir, batch):
             continue
         assert p.grad is not None, f"no gradient reaches {name}"
     for head in ("recon", "instance", "objects", "relation", "ground", "answer", "geometry.points", "text_tok"):
-        g = sum(p.grad.abs().sum() for n, p in model.named_parameters() if n.startswith(head + ".") and p.grad is not None)
+        g = sum(p.grad.abs().sum() for n, p in model.named_parameters()
+                if n.startswith(head + ".") and p.grad is not None)
         assert g > 0, f"zero gradient in {head}"
 
 

@@ -2,29 +2,22 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-# Set before any rclpy.init: DDS discovery stays on loopback, in a domain no parallel run shares.
+# Set before any rclpy.init: DDS discovery stays on loopback, in a domain no parallel run shares, images over
+# shared memory (see g2vlm_ros/dds.py).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+from g2vlm_ros.dds import use_local_dds  # noqa: E402
+
+use_local_dds()
 
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def child_env() -> dict:
-    """Environment for child processes: same DDS domain, loopback only, the source tree on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+from g2vlm_ros.process import NodeProcess, child_env  # noqa: E402,F401  (re-exported for the tests)
 
 
 @pytest.fixture
@@ -60,24 +53,3 @@ def call(executor, client, request, timeout_s: float = 15.0):
     executor.spin_until_future_complete(fut, timeout_sec=timeout_s)
     assert fut.done(), f"service {client.srv_name} did not answer within {timeout_s} s"
     return fut.result()
-
-
-class NodeProcess:
-    """A node in its own OS process; stopped with SIGINT (like Ctrl-C) and its output kept for messages."""
-
-    def __init__(self, args: list[str], env: dict):
-        self.proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, cwd=REPO)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout_s: float = 15.0) -> tuple[int, str]:
-        if self.alive():
-            self.proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            out, _ = self.proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return self.proc.returncode, out

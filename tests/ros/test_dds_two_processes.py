@@ -30,7 +30,7 @@ def map_server(tmp_path_factory):
     path = tmp_path_factory.mktemp("map") / "scene_graph.json"
     path.write_text(json.dumps(_graph().to_dict()))
     # the viewer stands at the origin looking along +x, so +y is on its left
-    proc = NodeProcess(["-m", "g2vlm_ros.map_server_node", "--ros-args", "-p", f"map_file:={path}",
+    proc = NodeProcess("g2vlm_ros.map_server_node", ["-p", f"map_file:={path}",
                         "-p", "viewpoint:=[0.0, 0.0, 1.2, 1.0, 0.0, 0.0]"], child_env())
     yield proc
     rc, out = proc.stop()

@@ -66,7 +66,7 @@ class Camera:
 
 @pytest.fixture
 def perception(ros_env, tmp_path):
-    proc = NodeProcess(["-m", "g2vlm_ros.perception_node", "--ros-args", "-p", "sensor_reliable:=true",
+    proc = NodeProcess("g2vlm_ros.perception_node", ["-p", "sensor_reliable:=true",
                         "-p", "keyframe_every_n:=1", "-p", "save_on_shutdown:=true",
                         "-p", f"map_dir:={tmp_path / 'map'}", "-p", "diagnostics_period_s:=0.2"], ros_env)
     yield proc
@@ -147,7 +147,7 @@ def test_bad_input_is_skipped_counted_and_node_survives(perception, ros_node):
 
 
 def test_no_camera_info_yet_is_a_counted_skip(ros_env, ros_node):
-    proc = NodeProcess(["-m", "g2vlm_ros.perception_node", "--ros-args", "-p", "sensor_reliable:=true"], ros_env)
+    proc = NodeProcess("g2vlm_ros.perception_node", ["-p", "sensor_reliable:=true"], ros_env)
     try:
         node, ex = ros_node
         cam, processed, _ = _setup(node, ex)
