@@ -64,7 +64,7 @@ def bench_device(inf: G2VLMInference, repeats: int, data: str = "") -> dict[str,
     res: dict[str, float] = {}
     for H, W in ((240, 320), (480, 640)):
         frame = load_frame(H, W, data)
-        rgb = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float().div(255).to(dev)
+        rgb = torch.from_numpy(frame.rgb.copy()).permute(2, 0, 1)[None].float().div(255).to(dev)
         depth = torch.from_numpy(frame.depth_m)[None, None].to(dev)
         K = torch.from_numpy(frame.intrinsics.K).float()[None].to(dev)
         T = torch.from_numpy(frame.T_world_cam).float()[None].to(dev)

@@ -40,6 +40,8 @@ class PipelineConfig:
     keyframe_every_n: int = 5  # a frame is a keyframe at least every n fused frames ...
     keyframe_translation_m: float = 0.15  # ... or when the camera moved this far since the last keyframe ...
     keyframe_rotation_deg: float = 15.0  # ... or turned this much
+    async_keyframes: bool = False  # keyframe work (model / segmentation, object map) on its own thread so fusion keeps
+    # the frame rate; a keyframe arriving while one is in progress replaces the waiting one (counted as dropped)
     map_frame: str = "map"  # frame of the fused map and the scene graph
     camera_frame: str = "camera"  # reference frame named by view-dependent relations
 
@@ -66,11 +68,15 @@ Labeller = Callable[[RGBDFrame, np.ndarray], "list[Segment] | None"]
 
 class PerceptionPipeline:
     """Thread-safe: ``process`` runs in one worker thread while ``snapshot`` / ``point_cloud`` / ``save`` may be
-    called from others (queries, publishers, services)."""
+    called from others (queries, publishers, services). With ``async_keyframes`` keyframes are handled on a
+    thread of the pipeline's own; ``on_keyframe(graph)`` is called with each new scene graph (on that thread),
+    ``wait_idle()`` waits for queued keyframe work and ``close()`` stops the thread."""
 
-    def __init__(self, config: PipelineConfig | None = None, labeller: Labeller | None = None) -> None:
+    def __init__(self, config: PipelineConfig | None = None, labeller: Labeller | None = None,
+                 on_keyframe: Callable[[SceneGraph], None] | None = None) -> None:
         self.config = config or PipelineConfig()
         self.labeller = labeller
+        self.on_keyframe = on_keyframe
         self.fusion = TSDFFusion(self.config.fusion)
         self.segmenter = Segmenter(self.config.segmenter)
         self.objects = ObjectMap(self.config.object_map)
@@ -78,7 +84,14 @@ class PerceptionPipeline:
         self.skipped: collections.Counter[str] = collections.Counter()
         self.frames_fused = 0
         self.keyframes = 0
-        self._lock = threading.RLock()
+        self.keyframes_dropped = 0
+        self._lock = threading.RLock()  # frame state and fusion
+        self._key_lock = threading.RLock()  # segmenter, labeller, object map
+        self._key_cond = threading.Condition()
+        self._key_pending: tuple | None = None
+        self._key_busy = False
+        self._key_thread: threading.Thread | None = None
+        self._closing = False
         self._last_stamp: float | None = None
         self._last_key_pose: np.ndarray | None = None
         self._since_key = 0
@@ -136,20 +149,73 @@ class PerceptionPipeline:
             self._since_key += 1
             report = FrameReport(True, T_world_cam=T, timings_ms=timings)
             if self._is_keyframe(T):
-                t1 = time.perf_counter()
-                segments = self.labeller(frame, T) if self.labeller is not None else None
-                if segments is None:
-                    segments = self.segmenter.segment_frame(frame, T)
-                timings["segmentation"] = (time.perf_counter() - t1) * 1e3
-                t2 = time.perf_counter()
-                self.objects.update(segments, frame.stamp_s, T, frame.intrinsics)
-                timings["object_map"] = (time.perf_counter() - t2) * 1e3
-                self._graph = self.objects.snapshot(self.viewpoint(), self.config.map_frame)
                 self._last_key_pose, self._since_key = T, 0
-                self.keyframes += 1
                 report.keyframe = True
+                if self.config.async_keyframes:
+                    self._queue_keyframe(frame, T)
+                else:
+                    timings.update(self._keyframe(frame, T))
             timings["total"] = (time.perf_counter() - t0) * 1e3
             return report
+
+    # --------------------------------------------------------------------------------------------- keyframes
+    def _keyframe(self, frame: RGBDFrame, T: np.ndarray) -> dict[str, float]:
+        """Segments (from the labeller, else geometry) -> object map -> a new scene graph; returns timings (ms)."""
+        with self._key_lock:
+            t1 = time.perf_counter()
+            segments = self.labeller(frame, T) if self.labeller is not None else None
+            if segments is None:
+                segments = self.segmenter.segment_frame(frame, T)
+            t2 = time.perf_counter()
+            self.objects.update(segments, frame.stamp_s, T, frame.intrinsics)
+            self._graph = graph = self.objects.snapshot(self.viewpoint(), self.config.map_frame)
+            self.keyframes += 1
+            t3 = time.perf_counter()
+        if self.on_keyframe is not None:
+            self.on_keyframe(graph)
+        return {"segmentation": (t2 - t1) * 1e3, "object_map": (t3 - t2) * 1e3}
+
+    def _queue_keyframe(self, frame: RGBDFrame, T: np.ndarray) -> None:
+        with self._key_cond:
+            if self._key_pending is not None:
+                self.keyframes_dropped += 1  # the thread is still busy: the newer keyframe replaces it
+            self._key_pending = (frame, T)
+            if self._key_thread is None:
+                self._key_thread = threading.Thread(target=self._keyframe_loop, name="g2vlm_keyframes", daemon=True)
+                self._key_thread.start()
+            self._key_cond.notify_all()
+
+    def _keyframe_loop(self) -> None:
+        while True:
+            with self._key_cond:
+                while self._key_pending is None and not self._closing:
+                    self._key_cond.wait()
+                if self._closing:
+                    return
+                item, self._key_pending, self._key_busy = self._key_pending, None, True
+            try:
+                self._keyframe(*item)
+            except Exception:  # one bad keyframe must not end keyframe processing for the run
+                log.exception("keyframe failed")
+                self.skipped["keyframe_error"] += 1
+            finally:
+                with self._key_cond:
+                    self._key_busy = False
+                    self._key_cond.notify_all()
+
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Wait until no keyframe is queued or being processed; False on timeout."""
+        with self._key_cond:
+            return self._key_cond.wait_for(lambda: self._key_pending is None and not self._key_busy, timeout_s)
+
+    def close(self) -> None:
+        """Stop the keyframe thread (a queued keyframe is finished first)."""
+        self.wait_idle()
+        with self._key_cond:
+            self._closing = True
+            self._key_cond.notify_all()
+        if self._key_thread is not None:
+            self._key_thread.join()
 
     # --------------------------------------------------------------------------------------------- outputs
     def viewpoint(self) -> Viewpoint | None:
@@ -173,7 +239,9 @@ class PerceptionPipeline:
         return self.fusion.extract_point_cloud()
 
     def reset(self) -> None:
-        with self._lock:
+        with self._key_cond:
+            self._key_pending = None
+        with self._lock, self._key_lock:
             self.fusion.reset()
             self.objects.reset()
             self.segmenter.reset()
@@ -187,7 +255,7 @@ class PerceptionPipeline:
         """Write map.ply (fused cloud), scene_graph.json, objects.json and tsdf.npz; returns (ply, graph json)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with self._lock, self._key_lock:
             ply = self.fusion.save_ply(d / "map.ply", kind="cloud")
             self.fusion.save_map(d / "tsdf.npz")
             (d / "objects.json").write_text(json.dumps(self.objects.to_dict()))
@@ -202,7 +270,7 @@ class PerceptionPipeline:
             if not (d / name).is_file():
                 raise FileNotFoundError(f"{d / name} does not exist")
         objects = ObjectMap.from_dict(json.loads((d / "objects.json").read_text()), self.config.object_map)
-        with self._lock:
+        with self._lock, self._key_lock:
             self.fusion.load_map(d / "tsdf.npz")
             self.objects = objects
             self._graph = self.objects.snapshot(None, self.config.map_frame)

@@ -71,6 +71,8 @@ PARAMS = (
     ParamSpec("depth_min_m", 0.1, "Nearer depths are ignored (m).", 0.0, 10.0),
     ParamSpec("depth_max_m", 5.0, "Farther depths are ignored (m).", 0.1, 100.0),
     ParamSpec("keyframe_every_n", 5, "A keyframe (segmentation + object update) at least every n frames.", 1, 1000),
+    ParamSpec("async_keyframes", True, "Run keyframes (model, segmentation, object map) on their own thread so fusion "
+              "keeps the frame rate; false runs them inline (deterministic, slower)."),
     ParamSpec("cloud_period_s", 2.0, "Fused-cloud publication period (s); 0 disables it.", 0.0, 3600.0),
     ParamSpec("diagnostics_period_s", 1.0, "Diagnostics publication period (s).", 0.1, 60.0),
     ParamSpec("map_dir", "g2vlm_map", "Folder used by save_map / load_map when the request names none."),
@@ -97,6 +99,7 @@ class NodeConfig:
     depth_min_m: float
     depth_max_m: float
     keyframe_every_n: int
+    async_keyframes: bool
     cloud_period_s: float
     diagnostics_period_s: float
     map_dir: str
@@ -109,7 +112,7 @@ class NodeConfig:
             fusion=FusionConfig(voxel_size_m=self.voxel_size_m, depth_min_m=self.depth_min_m,
                                 depth_max_m=self.depth_max_m, device=device, raise_on_invalid=False),
             pose_source="odometry" if self.pose_source == "odometry" else "given",
-            keyframe_every_n=self.keyframe_every_n, map_frame=self.map_frame)
+            keyframe_every_n=self.keyframe_every_n, async_keyframes=self.async_keyframes, map_frame=self.map_frame)
 
 
 class NoCameraInfo(LookupError):
@@ -122,7 +125,7 @@ class PerceptionNode(Node):
         self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
         pipeline_cfg = self.cfg.pipeline_config()
         labeller = self._load_model(pipeline_cfg)
-        self.pipeline = PerceptionPipeline(pipeline_cfg, labeller)
+        self.pipeline = PerceptionPipeline(pipeline_cfg, labeller, on_keyframe=lambda graph: self._publish_graph())
         self.rejected: Counter[str] = Counter()
         self.received = Counter()
         self._camera_info: CameraInfo | None = None
@@ -309,8 +312,6 @@ class PerceptionNode(Node):
             return
         self._fused_stamps.append(time.monotonic())
         self._publish_pose(report.T_world_cam, frame.stamp_s)
-        if report.keyframe:
-            self._publish_graph()
         self._latencies_ms.append((time.monotonic() - t_recv) * 1e3)
         self.pub_processed.publish(Header(stamp=stamp, frame_id="keyframe" if report.keyframe else "fused"))
 
@@ -343,7 +344,8 @@ class PerceptionNode(Node):
         stats = self.pipeline.fusion.stats()
         values = {
             "frames_received": self.received["pairs"], "frames_fused": self.pipeline.frames_fused,
-            "keyframes": self.pipeline.keyframes, "fused_rate_hz": f"{rate:.2f}",
+            "keyframes": self.pipeline.keyframes, "keyframes_dropped": self.pipeline.keyframes_dropped,
+            "fused_rate_hz": f"{rate:.2f}",
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
             "queue_depth": int(self._slot.full()), "objects": len(self.pipeline.snapshot().objects),
@@ -395,6 +397,7 @@ class PerceptionNode(Node):
     def shutdown(self) -> None:
         self._stop.set()
         self._worker.join(timeout=10.0)
+        self.pipeline.close()  # finishes a queued keyframe, so a saved map has it
         if self.cfg.save_on_shutdown and self.pipeline.frames_fused:
             ply, graph = self.save()
             self.get_logger().info(f"map saved on shutdown: {ply}, {graph}")

@@ -71,27 +71,36 @@ def group_instances(sem_prob: torch.Tensor, votes: torch.Tensor, valid: torch.Te
     free = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
     out = torch.zeros(h * w, dtype=torch.long, device=idx.device)
     info: list[tuple[int, float]] = []
-    clusters: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (class, member mask, centre)
+    label = torch.zeros(len(idx), dtype=torch.long, device=idx.device)  # cluster id + 1 of every vote
+    centres: list[torch.Tensor] = []
+    classes: list[int] = []
     for _ in range(4 * max_instances):
         if not free.any():
             break
         seed = torch.where(free, P, -1.0).argmax()
         same = free & (C == C[seed])
         members = same & ((V - V[seed]).norm(dim=1) < radius)
-        centre = V[members].mean(0)
-        members = same & ((V - centre).norm(dim=1) < radius)
+        members = same & ((V - V[members].mean(0)).norm(dim=1) < radius)
         members[seed] = True
         free &= ~members
-        # Fragments of one object (votes spread wider than the radius) are merged into an earlier cluster.
-        for j, (cj, mj, centre_j) in enumerate(clusters):
-            if cj == int(C[seed]) and (V[members].mean(0) - centre_j).norm() < radius:
-                clusters[j] = (cj, mj | members, V[mj | members].mean(0))
-                break
-        else:
-            clusters.append((int(C[seed]), members, V[members].mean(0)))
-    clusters = sorted((c for c in clusters if int(c[1].sum()) >= min_px), key=lambda c: -int(c[1].sum()))
-    for c, members, _ in clusters[:max_instances]:
-        info.append((c, float(P[members].mean())))
+        centre = V[members].mean(0)
+        # Fragments of one object (votes spread wider than the radius) join an earlier cluster of the same class.
+        j = -1
+        if centres:
+            d = (torch.stack(centres) - centre).norm(dim=1)
+            d[torch.tensor(classes, device=d.device) != int(C[seed])] = float("inf")
+            if float(d.min()) < radius:
+                j = int(d.argmin())
+        if j < 0:
+            centres.append(centre)
+            classes.append(int(C[seed]))
+            j = len(centres) - 1
+        label[members] = j + 1
+    sizes = torch.bincount(label, minlength=len(centres) + 1)[1:]
+    order = [k for k in torch.argsort(sizes, descending=True).tolist() if int(sizes[k]) >= min_px][:max_instances]
+    for k in order:
+        members = label == k + 1
+        info.append((classes[k], float(P[members].mean())))
         out[idx[members]] = len(info)
     return out.reshape(h, w), info
 
@@ -158,12 +167,12 @@ class G2VLMInference:
             out, enc = self.model.encode_frame(rgb, depth, K, T)
         results = []
         H, W = depth.shape[-2:]
-        sem_prob = torch.softmax(out["semantic_logits"].float(), dim=1)
+        logits = out["semantic_logits"].float()
         votes = out["points_cam"].float() + out["center_offset"].float()  # (B, 3, H, W) camera frame
         fm_hw = enc["fine_map"].shape[-2:]
         per_frame = []
         for b in range(rgb.shape[0]):
-            sp = F.adaptive_avg_pool2d(sem_prob[b:b + 1], fm_hw)[0]
+            sp = torch.softmax(F.adaptive_avg_pool2d(logits[b:b + 1], fm_hw)[0], dim=0)  # grouping at stride 4
             vt = F.adaptive_avg_pool2d(votes[b:b + 1], fm_hw)[0]
             vd = F.adaptive_avg_pool2d(out["input_valid"][b:b + 1].float(), fm_hw)[0, 0] > 0.5
             cell_px = (H / fm_hw[0]) * (W / fm_hw[1])
@@ -194,7 +203,7 @@ class G2VLMInference:
         depth_np = out["depth"].float()[:, 0].cpu().numpy()
         normals_np = out["normals"].float().permute(0, 2, 3, 1).cpu().numpy()
         conf_np = out["confidence"].float()[:, 0].cpu().numpy()
-        sem_np = sem_prob.argmax(1).int().cpu().numpy()
+        sem_np = logits.argmax(1).int().cpu().numpy()
         thing_np = np.zeros(max(self.cfg.num_semantic, 1), bool)
         thing_np[self.thing_ids] = True
         rgb_np = rgb.permute(0, 2, 3, 1).float().cpu().numpy()

@@ -94,6 +94,7 @@ class _Evil:
         return (os.system, ("echo pwned > /dev/null",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_refused(tmp_path):
     (tmp_path / "train_state.pt").write_bytes(pickle.dumps({"step": _Evil()}))
     with pytest.raises(CheckpointError, match="weights-only"):
