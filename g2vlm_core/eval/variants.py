@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..labeller import ModelLabeller
 from ..pipeline import PerceptionPipeline, PipelineConfig
 from ..query import QueryEngine
+from ..segmentation import Segmenter
 from .config import StudyConfig, VariantSpec
 
 log = logging.getLogger(__name__)
@@ -79,17 +81,6 @@ def check_variant_overrides(spec: VariantSpec) -> None:
                                     f"g2vlm_core.model.config has no {', '.join(unknown)}")
 
 
-def require_model_labeller() -> Callable:
-    """``g2vlm_core.model.inference.make_labeller(checkpoint, device) -> (pipeline.Labeller, text_embedder)``:
-    the hook that turns a checkpoint into keyframe segments for PerceptionPipeline and query embeddings."""
-    inference = importlib.import_module("g2vlm_core.model.inference")
-    make = getattr(inference, "make_labeller", None)
-    if not callable(make):
-        raise ModelUnavailableError("model-to-pipeline labeller not available yet: g2vlm_core.model.inference has "
-                                    "no make_labeller(checkpoint, device) -> (pipeline.Labeller, text_embedder)")
-    return make
-
-
 def _stage_overrides(spec: VariantSpec, study: StudyConfig, seed: int, stage_index: int, out_dir: Path,
                      init_from: str) -> dict:
     """Nested override dict for one training stage: the variant's overrides plus study size, seed and paths."""
@@ -108,12 +99,12 @@ def train_learned_variant(spec: VariantSpec, seed: int, study: StudyConfig) -> V
 
     Checks run before any training so a study never spends hours on a variant it cannot evaluate; each raises
     ModelUnavailableError with the reason the report shows: the training module, the config fields the
-    variant's overrides need, and the model-to-pipeline labeller. Stages listed in ``spec.stages`` run in
-    order, each initialised from the previous one; a stage whose ``final`` checkpoint exists is not re-run.
+    variant's overrides need. Stages listed in ``spec.stages`` run in order, each initialised from the previous
+    one; a stage whose ``final`` checkpoint exists is not re-run. The checkpoint then labels keyframes through
+    g2vlm_core.labeller.ModelLabeller.
     """
     train_mod = require_model_training()
     check_variant_overrides(spec)
-    make_labeller = require_model_labeller()
     if spec.checkpoint:
         ckpt = study.resolve(spec.checkpoint)
         if not ckpt.exists():
@@ -133,10 +124,10 @@ def train_learned_variant(spec: VariantSpec, seed: int, study: StudyConfig) -> V
                 final = Path(train_mod.train(cfg))
             init_from = str(final)
             ckpt = final
-    labeller, text_embedder = make_labeller(str(ckpt), study.learned.device)
     rc = study.reconstruction
     base = PipelineConfig()
     pcfg = dataclasses.replace(base, fusion=dataclasses.replace(base.fusion, voxel_size_m=rc.voxel_size_m,
                                                                 depth_max_m=rc.depth_max_m))
+    labeller = ModelLabeller.from_checkpoint(ckpt, Segmenter(pcfg.segmenter), study.learned.device)
     return VariantRunner(spec.name, seed, spec.kind, lambda: PerceptionPipeline(pcfg, labeller=labeller),
-                         QueryEngine(text_embedder=text_embedder), str(ckpt))
+                         QueryEngine(text_embedder=labeller.embed_text), str(ckpt))
