@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=919)
     ap.add_argument("--voxel", type=float, default=0.02)
     ap.add_argument("--model", default="auto", help="model_checkpoint of the node: auto | none | PATH")
+    ap.add_argument("--param", action="append", default=[], help="extra node parameter NAME:=VALUE (repeatable)")
     a = ap.parse_args()
 
     scene = ensure_scene(REPO / "data" / "bench", a.seed, a.frames, a.width, a.height)
@@ -143,7 +144,8 @@ def main() -> None:
     node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
                                                           *params, "-p", "sensor_reliable:=true",
                                                           "-p", f"voxel_size_m:={a.voxel}",
-                                                          "-p", f"model_checkpoint:={a.model}"])
+                                                          "-p", f"model_checkpoint:={a.model}",
+                                                          *[x for p in a.param for x in ("-p", p)]])
     rclpy.init()
     node = rclpy.create_node("bench_node")
     ex = SingleThreadedExecutor()
@@ -192,7 +194,8 @@ def main() -> None:
         keyframes = [p for p in processed if p[2] == "keyframe"]
         lat = [(recv - sent[s]) * 1e3 for s, recv, _ in fused if s in sent]
         n_sent = stats.published[BAG_TOPICS["depth_topic"]]
-        print(f"\n{n_sent} frames {a.width}x{a.height} at {a.voxel * 100:.0f} cm voxels, model={a.model}, "
+        print(f"\n{n_sent} frames {a.width}x{a.height} at {a.voxel * 100:.0f} cm voxels, model={a.model} "
+              f"{' '.join(a.param)}, "
               f"replayed as fast as the node consumes in {stats.wall_s:.1f} s")
         print(f"fused frames/s      {len(fused) / wall:7.1f}   ({len(fused)} fused, "
               f"{n_sent - len(processed)} dropped, "

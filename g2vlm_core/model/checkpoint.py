@@ -66,6 +66,7 @@ def save_checkpoint(path: str | Path, model, train_state: dict | None = None, ex
     tmp = path / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path / WEIGHTS)
+    os.chmod(path / WEIGHTS, 0o644)  # safetensors writes 0600; checkpoints are meant to be shared
     if train_state is not None:
         tmp = path / (TRAIN_STATE + ".tmp")
         torch.save(train_state, tmp)

@@ -26,6 +26,8 @@ class ModelConfig:
     token_max: int = 400  # self-attention runs on 2x2-pooled coarse tokens while there are more than this
     n_fusion_layers: int = 2  # object <-> text fusion blocks (grounding / answers)
     bias_hidden: int = 16  # hidden width of the geometry-aware attention-bias MLP
+    geometry_bias: bool = True  # learned 3D attention bias; False = plain attention (ablation)
+    token_geometry: str = "3d"  # token / object positions: "3d" world-frame points, "2d" image coordinates (ablation)
     mlp_ratio: int = 2  # transformer MLP hidden = mlp_ratio * dim
     dropout: float = 0.1  # dropout in transformer blocks and heads (training only)
     # per-point branch (EdgeConv over the partial point cloud)
@@ -134,7 +136,7 @@ def _coerce(cls, data: dict[str, Any], where: str):
 
 
 def model_config_from_dict(d: dict) -> ModelConfig:
-    return _coerce(ModelConfig, d, "model")
+    return _check_model(_coerce(ModelConfig, d, "model"))
 
 
 def config_to_dict(cfg) -> dict:
@@ -142,11 +144,19 @@ def config_to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def _check_model(cfg: ModelConfig) -> ModelConfig:
+    if cfg.token_geometry not in ("3d", "2d"):
+        raise ValueError(f"model.token_geometry must be '3d' or '2d', got {cfg.token_geometry!r}")
+    if cfg.dim % cfg.n_heads:
+        raise ValueError(f"model.dim {cfg.dim} is not divisible by model.n_heads {cfg.n_heads}")
+    return cfg
+
+
 def config_from_dict(d: dict) -> Config:
     unknown = sorted(set(d) - {"model", "loss", "train", "base"})
     if unknown:
         raise ValueError(f"unknown config sections: {', '.join(unknown)}; known: model, loss, train")
-    return Config(_coerce(ModelConfig, d.get("model"), "model"), _coerce(LossConfig, d.get("loss"), "loss"),
+    return Config(_check_model(_coerce(ModelConfig, d.get("model"), "model")), _coerce(LossConfig, d.get("loss"), "loss"),
                   _coerce(TrainConfig, d.get("train"), "train"))
 
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from .config import MINILM, ModelConfig
 from .fusion import GeoBlock
-from .geometry import depth_bilateral, fill_holes, normals_from_points, pixel_rays, sanitize_depth, to_world, unit
+from .geometry import (depth_bilateral, fill_holes, image_positions, normals_from_points, pixel_rays, sanitize_depth,
+                       to_world, unit)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,14 @@ def patch_points(points: torch.Tensor, valid: torch.Tensor, stride: int) -> tupl
     v = valid.to(points.dtype)
     w = F.avg_pool2d(v, stride, ceil_mode=True)  # ceil: the strided convs also round up
     return F.avg_pool2d(points * v, stride, ceil_mode=True) / w.clamp_min(1e-6), w
+
+
+def image_grid(B: int, h: int, w: int, stride: int, W: int, like: torch.Tensor) -> torch.Tensor:
+    """Pixel coordinates of the centres of an h x w grid of stride-cells as ``(B, 3, h, w)`` (u, v, 0)."""
+    v, u = torch.meshgrid(torch.arange(h, device=like.device, dtype=like.dtype) * stride + (stride - 1) / 2,
+                          torch.arange(w, device=like.device, dtype=like.dtype) * stride + (stride - 1) / 2,
+                          indexing="ij")
+    return torch.stack([u, v, torch.zeros_like(u)])[None].expand(B, -1, -1, -1)
 
 
 class EdgeConv(nn.Module):
@@ -117,7 +126,13 @@ class GeometryEncoder(nn.Module):
         xyz16, vf16 = patch_points(pts_cam, valid, 16)
         xyz16 = xyz16[..., :h16, :w16]
         vf16 = vf16[..., :h16, :w16]
-        xyz_w = to_world(xyz16.flatten(2).transpose(1, 2), T_world_cam)  # (B, N16, 3)
+        H, W = filled.shape[-2:]
+        if cfg.token_geometry == "2d":  # ablation: positions are image coordinates, no depth
+            grid16 = image_grid(B, h16, w16, 16, W, filled)
+            xyz_w = image_positions(grid16[:, :2].flatten(2).transpose(1, 2), W, T_world_cam)
+            xyz16 = grid16 / W
+        else:
+            xyz_w = to_world(xyz16.flatten(2).transpose(1, 2), T_world_cam)  # (B, N16, 3)
         tok = self.to_tok(f16.flatten(2).transpose(1, 2))  # (B, N16, D)
         tok = tok + self.pos(torch.cat([xyz16.flatten(2).transpose(1, 2), vf16.flatten(2).transpose(1, 2)], -1))
         tok = tok + self._point_tokens(prep, pts_cam, T_world_cam, (h16, w16))
@@ -129,10 +144,15 @@ class GeometryEncoder(nn.Module):
         p8 = self.lat8(f8) + F.interpolate(self.lat16(t16), size=f8.shape[-2:], mode="nearest")
         p4 = self.lat4(f4) + F.interpolate(p8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         fine = p4 + self.fine(p4)  # (B, width, H/4, W/4)
-        xyz8, vf8 = patch_points(pts_cam, valid, 8)
+        h8, w8 = p8.shape[-2:]
+        if cfg.token_geometry == "2d":
+            fine_xyz = image_positions(image_grid(B, h8, w8, 8, W, filled)[:, :2].flatten(2).transpose(1, 2), W,
+                                       T_world_cam)
+        else:
+            fine_xyz = to_world(patch_points(pts_cam, valid, 8)[0][..., :h8, :w8].flatten(2).transpose(1, 2),
+                                T_world_cam)
         return {"fine_map": fine, "coarse_tokens": tok, "coarse_xyz": xyz_w, "coarse_valid": valid_tok,
-                "fine_tokens": p8.flatten(2).transpose(1, 2),
-                "fine_xyz": to_world(xyz8[..., :p8.shape[-2], :p8.shape[-1]].flatten(2).transpose(1, 2), T_world_cam)}
+                "fine_tokens": p8.flatten(2).transpose(1, 2), "fine_xyz": fine_xyz}
 
     def _global_context(self, tok, xyz_w, T_world_cam, hw) -> torch.Tensor:
         """Geometry-biased self-attention over the coarse tokens (pooled 2x2 while more than token_max, so the
@@ -163,8 +183,11 @@ class GeometryEncoder(nn.Module):
         nrm = F.avg_pool2d(prep["normals"], stride, ceil_mode=True)
         B, _, h, w = xyz.shape
         flat = lambda t: t.flatten(2).transpose(1, 2)  # noqa: E731  (B, C, h, w) -> (B, N, C)
-        feats = self.points(to_world(flat(xyz), T_world_cam), torch.cat([flat(col), flat(nrm)], -1),
-                            flat(vf)[..., 0] > 0)
+        if self.cfg.token_geometry == "2d":
+            pos = image_positions(flat(image_grid(B, h, w, stride, W, xyz))[..., :2], W, T_world_cam)
+        else:
+            pos = to_world(flat(xyz), T_world_cam)
+        feats = self.points(pos, torch.cat([flat(col), flat(nrm)], -1), flat(vf)[..., 0] > 0)
         grid = feats.transpose(1, 2).reshape(B, -1, h, w)
         return flat(F.adaptive_avg_pool2d(grid, hw16))  # (B, N16, D)
 

@@ -14,12 +14,14 @@ MASKED = -1e4  # finite "minus infinity": a query with every key masked attends 
 class GeoBias(nn.Module):
     """Learned attention bias ``(B, H, Nq, Nk)`` from relative positions (viewer frame, metres) of query/key pairs."""
 
-    def __init__(self, n_in: int, hidden: int, n_heads: int):
+    def __init__(self, n_in: int, hidden: int, n_heads: int, enabled: bool = True):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(n_in + 1, hidden), nn.GELU(), nn.Linear(hidden, n_heads))
+        self.mlp = nn.Sequential(nn.Linear(n_in + 1, hidden), nn.GELU(), nn.Linear(hidden, n_heads)) if enabled else None
 
-    def forward(self, rel: torch.Tensor) -> torch.Tensor:
-        """rel (B, Nq, Nk, n_in), its first 3 entries a metric offset -> (B, H, Nq, Nk)."""
+    def forward(self, rel: torch.Tensor) -> torch.Tensor | None:
+        """rel (B, Nq, Nk, n_in), its first 3 entries a metric offset -> (B, H, Nq, Nk); None when disabled."""
+        if self.mlp is None:
+            return None
         d = rel[..., :3].norm(dim=-1, keepdim=True)
         return self.mlp(torch.cat([rel, d], dim=-1)).permute(0, 3, 1, 2)
 
@@ -74,7 +76,7 @@ class GeoBlock(nn.Module):
         super().__init__()
         self.n1, self.n2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
         self.attn = Attention(cfg.dim, cfg.n_heads, cfg.dropout)
-        self.bias = GeoBias(3, cfg.bias_hidden, cfg.n_heads)
+        self.bias = GeoBias(3, cfg.bias_hidden, cfg.n_heads, cfg.geometry_bias)
         self.mlp = MLP(cfg.dim, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, x: torch.Tensor, xyz: torch.Tensor, T_world_cam: torch.Tensor,
@@ -94,9 +96,9 @@ class ObjectContext(nn.Module):
         D = cfg.dim
         self.n1, self.n2, self.n3, self.nk = nn.LayerNorm(D), nn.LayerNorm(D), nn.LayerNorm(D), nn.LayerNorm(D)
         self.cross = Attention(D, cfg.n_heads, cfg.dropout)
-        self.cross_bias = GeoBias(6, cfg.bias_hidden, cfg.n_heads)
+        self.cross_bias = GeoBias(6, cfg.bias_hidden, cfg.n_heads, cfg.geometry_bias)
         self.self_attn = Attention(D, cfg.n_heads, cfg.dropout)
-        self.self_bias = GeoBias(3, cfg.bias_hidden, cfg.n_heads)
+        self.self_bias = GeoBias(3, cfg.bias_hidden, cfg.n_heads, cfg.geometry_bias)
         self.mlp = MLP(D, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, obj: torch.Tensor, centres: torch.Tensor, half: torch.Tensor, obj_valid: torch.Tensor,
@@ -107,7 +109,8 @@ class ObjectContext(nn.Module):
         R = viewer_rotation(T_world_cam)
         half_v = (half @ R.transpose(1, 2)).abs().clamp_min(0.02)  # (B, M, 3) extents along viewer axes
         rel_n = (rel / half_v[:, :, None]).clamp(-5, 5)
-        obj = obj + self.cross(self.n1(obj), self.nk(tokens), self.cross_bias(torch.cat([rel, rel_n], -1)), tok_valid)
+        bias = self.cross_bias(torch.cat([rel, rel_n], -1))
+        obj = obj + self.cross(self.n1(obj), self.nk(tokens), bias, tok_valid)
         h = self.n2(obj)
         obj = obj + self.self_attn(h, h, self.self_bias(relative_positions(centres, centres, T_world_cam)), obj_valid)
         return obj + self.mlp(self.n3(obj))
@@ -123,7 +126,7 @@ class FusionBlock(nn.Module):
         self.n1, self.n2, self.n3, self.nt = nn.LayerNorm(D), nn.LayerNorm(D), nn.LayerNorm(D), nn.LayerNorm(D)
         self.cross = Attention(D, cfg.n_heads, cfg.dropout)
         self.self_attn = Attention(D, cfg.n_heads, cfg.dropout)
-        self.bias = GeoBias(3, cfg.bias_hidden, cfg.n_heads)
+        self.bias = GeoBias(3, cfg.bias_hidden, cfg.n_heads, cfg.geometry_bias)
         self.mlp = MLP(D, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, obj: torch.Tensor, centres: torch.Tensor, obj_valid: torch.Tensor, text: torch.Tensor,

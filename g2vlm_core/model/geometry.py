@@ -102,6 +102,26 @@ def viewer_rotation(T_world_cam: torch.Tensor) -> torch.Tensor:
     return torch.stack([right, f, up], dim=1)
 
 
+IMAGE_SPAN_M = 4.0  # "2d" token geometry: the image width maps to this many pseudo-metres
+
+
+def image_positions(uv: torch.Tensor, W: int, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """Pixel coordinates ``(B, N, 2)`` -> pseudo world positions ``(B, N, 3)`` for the "2d" ablation: image right
+    maps onto the viewer's right axis and image down onto -up, so viewer-frame offsets are pure image offsets."""
+    R = viewer_rotation(T_world_cam)  # rows right, forward, up
+    x = uv[..., 0:1] / W * IMAGE_SPAN_M
+    y = uv[..., 1:2] / W * IMAGE_SPAN_M
+    return x * R[:, None, 0] - y * R[:, None, 2]
+
+
+def project_to_pixels(points_w: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """World points ``(B, N, 3)`` -> pixel coordinates ``(B, N, 2)`` (points behind the camera are clamped)."""
+    pc = (points_w - T_world_cam[:, None, :3, 3]) @ T_world_cam[:, :3, :3]  # R^T (p - t)
+    z = pc[..., 2:3].clamp_min(1e-3)
+    fx, fy, cx, cy = (K[:, i, j][:, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))  # (B, 1, 1)
+    return torch.cat([pc[..., 0:1] / z * fx + cx, pc[..., 1:2] / z * fy + cy], dim=-1)
+
+
 def box_half_extents(boxes: torch.Tensor) -> torch.Tensor:
     """World axis-aligned half extents ``(..., 3)`` of gravity-aligned boxes ``(..., 7)`` (centre, size, yaw)."""
     c, s = torch.cos(boxes[..., 6]).abs(), torch.sin(boxes[..., 6]).abs()

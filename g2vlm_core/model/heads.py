@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .fusion import MASKED, FusionBlock, ObjectContext
-from .geometry import PAIR_FEATURES, box_features, box_half_extents, pair_features, unit
+from .geometry import (PAIR_FEATURES, box_features, box_half_extents, image_positions, pair_features, project_to_pixels,
+                       unit)
 
 BOX_FEATURES = 9
 
@@ -81,7 +82,10 @@ class ObjectHead(nn.Module):
         """fine_map (B, C, h, w), rgb_small (B, 3, h, w), masks (B, M, h, w), boxes (B, M, 7), obj_valid (B, M)."""
         pooled = torch.cat([pool_masks(fine_map, masks), pool_masks(rgb_small, masks) - 0.5], dim=-1)  # (B, M, C+3)
         tok = self.inp(pooled) + self.box(box_features(boxes, T_world_cam))  # (B, M, D)
-        tok = self.ctx(tok, boxes[..., :3], box_half_extents(boxes), obj_valid, enc["coarse_tokens"],
+        centres = boxes[..., :3]
+        if enc.get("token_geometry") == "2d":  # ablation: object positions are their projections in the image
+            centres = image_positions(project_to_pixels(centres, enc["K"], T_world_cam), enc["W"], T_world_cam)
+        tok = self.ctx(tok, centres, box_half_extents(boxes), obj_valid, enc["coarse_tokens"],
                        enc["coarse_xyz"], enc["coarse_valid"], T_world_cam)
         feat = self.norm(tok)
         return {"obj_feat": feat, "obj_embed": F.normalize(self.embed(feat), dim=-1)}  # (B, M, D), (B, M, E)

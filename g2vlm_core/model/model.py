@@ -59,6 +59,7 @@ class G2VLM(nn.Module):
         out.update(self.recon(enc["fine_map"], prep))
         out.update(self.instance(enc["fine_map"], depth.shape[-2:]))
         enc["rgb_small"] = F.avg_pool2d(prep["rgb"], FINE_STRIDE, ceil_mode=True)
+        enc.update(K=K, W=depth.shape[-1], token_geometry=self.cfg.token_geometry)
         return out, enc
 
     def encode_objects(self, enc, masks, boxes, obj_valid, T_world_cam) -> dict:

@@ -110,3 +110,20 @@ def test_unknown_config_key_is_rejected(tmp_path):
     p.write_text("model:\n  widht: 3\n")
     with pytest.raises(ValueError, match="widht"):
         load_config(p)
+
+
+@pytest.mark.parametrize("kw", [{"geometry_bias": False}, {"token_geometry": "2d"}])
+def test_ablations_build_and_train(text_dir, batch, kw):
+    model = G2VLM(tiny_config(text_dir, **kw))
+    _, losses = model(batch)
+    losses["total"].backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+    if kw.get("geometry_bias") is False:
+        assert not any("bias.mlp" in n for n, _ in model.named_parameters())
+
+
+def test_bad_token_geometry_is_rejected(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("model:\n  token_geometry: 4d\n")
+    with pytest.raises(ValueError, match="token_geometry"):
+        load_config(p)
