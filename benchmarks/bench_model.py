@@ -9,7 +9,10 @@ Usage::
 
 "dense" is the network on the keyframe (depth refinement, normals, semantics, votes); "full" adds instance grouping,
 object boxes and object embeddings (G2VLMInference.process_keyframe). With random weights the grouping finds the
-maximum number of instances, so "full" is a worst case; a trained model finds the scene's objects.
+maximum number of instances, so "full" is a worst case; a trained model finds the scene's objects. "node" is what
+the perception node runs per keyframe (g2vlm_core.labeller.ModelLabeller): the frame downscaled to the width the
+checkpoint was trained at, the full model, masks back to the frame's size, segments with world points, the
+geometric segmentation that fills in what the model missed and keeps support planes.
 """
 from __future__ import annotations
 
@@ -76,6 +79,11 @@ def bench_device(inf: G2VLMInference, repeats: int, data: str = "") -> dict[str,
         res[f"dense_ms_{W}x{H}"] = timeit(dense, repeats, sync=sync)
         res[f"full_ms_{W}x{H}"] = timeit(lambda: inf.process_frame(frame), repeats, sync=sync)
         res[f"instances_{W}x{H}"] = len(inf.process_frame(frame).instances)
+        if inf.training_image_hw:
+            from g2vlm_core.labeller import ModelLabeller
+            from g2vlm_core.segmentation import Segmenter
+            lab = ModelLabeller(inf, Segmenter(), input_width=inf.training_image_hw[1], geometry_fill=True)
+            res[f"node_ms_{W}x{H}"] = timeit(lambda: lab(frame, frame.T_world_cam), repeats, sync=sync)
     words = ["red", "blue", "small", "large", "mug", "chair", "table", "lamp", "left of", "on", "near", "behind"]
     rng = np.random.default_rng(0)
     queries = [" ".join(rng.choice(words, 5)) + f" {i}" for i in range(repeats + 2)]

@@ -33,6 +33,13 @@ _CUBE_NEIGHBOURS = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) f
                             dtype=np.int64)  # (27, 3)
 
 
+def _box_inside_fraction(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Fraction of the smaller of two axis-aligned boxes (lo, hi) that lies inside the other."""
+    inter = np.prod(np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0.0, None))
+    vol = min(np.prod(a[1] - a[0]), np.prod(b[1] - b[0]))
+    return float(inter / vol) if vol > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class ObjectMapConfig:
     voxel_m: float = 0.02  # resolution of each object's stored points
@@ -49,6 +56,9 @@ class ObjectMapConfig:
     map_supports: bool = True  # map 'support' segments (table tops) as objects, so "on the table" relations exist
     merge_every: int = 5  # look for duplicate objects every this many updates (0 disables merging)
     merge_overlap: float = 0.5  # merge when this fraction of the smaller object's coarse voxels overlaps the other
+    same_label_box_overlap: float = 0.5  # also merge two objects a model gave the same label when this fraction of
+    # the smaller one's axis-aligned box lies inside the other's: views of a large object from different sides
+    # share few surface voxels, but their boxes nest (0 disables)
     min_observations: int = 2  # transient rule: objects observed in fewer frames than this are deleted ...
     prune_after_frames: int = 5  # ... once they have been expected in view for this many frames
     min_observation_ratio: float = 0.0  # delete objects observed in fewer than this fraction of the frames they
@@ -142,6 +152,10 @@ class _Object:
         if "color" not in self._cache:
             self._cache["color"] = np.clip(self.csum.sum(axis=0) / max(int(self.cnt.sum()), 1), 0.0, 1.0)
         return self._cache["color"]
+
+    def top_label(self) -> str | None:
+        """The most voted model label, None when no model labelled it."""
+        return min(self.label_votes.items(), key=lambda kv: (-kv[1], kv[0]))[0] if self.label_votes else None
 
     def embedding(self) -> np.ndarray | None:
         if self.emb_sum is None or self.emb_n == 0:
@@ -602,7 +616,11 @@ class ObjectMap:
                 ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
                 small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
                 ea, eb = oa.embedding(), ob.embedding()
-                if _near_fraction(small, big, offsets) < cfg.merge_overlap or (
+                overlapping = _near_fraction(small, big, offsets) >= cfg.merge_overlap or (
+                    cfg.same_label_box_overlap > 0 and oa.top_label() is not None
+                    and oa.top_label() == ob.top_label()
+                    and _box_inside_fraction(oa.aabb(), ob.aabb()) >= cfg.same_label_box_overlap)
+                if not overlapping or (
                         ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos):
                     failed.add((oa.id, ob.id))
                     continue

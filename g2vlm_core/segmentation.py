@@ -122,7 +122,9 @@ class SegmenterConfig:
     max_cluster_extent_m: float = 3.0  # larger clusters are room structure (sofa rows, counters), not objects
     # Instance masks
     mask_min_pixels: int = 4  # instances with fewer strided pixels are dropped
-    mask_erode_boundary: bool = True  # drop pixels on instance boundaries, where depth mixes fore/background
+    mask_erode_boundary: bool = False  # drop pixels on instance boundaries, where depth mixes fore/background (off:
+    # on masks upsampled from a model's smaller input it removed thin and small objects; the largest-component
+    # rule already drops boundary bleed; matched objects on 20 validation scenes 0.65 with, 0.69 without)
     mask_largest_component: bool = True  # keep only the largest 3D component (mask bleed onto background)
     seed: int | None = None  # if set, seeds Open3D's global RNG before RANSAC (a global side effect)
 

@@ -128,6 +128,10 @@ def train_learned_variant(spec: VariantSpec, seed: int, study: StudyConfig) -> V
     base = PipelineConfig()
     pcfg = dataclasses.replace(base, fusion=dataclasses.replace(base.fusion, voxel_size_m=rc.voxel_size_m,
                                                                 depth_max_m=rc.depth_max_m))
-    labeller = ModelLabeller.from_checkpoint(ckpt, Segmenter(pcfg.segmenter), study.learned.device)
+    device = study.learned.device
+    if device == "auto":  # the training's convention; inference needs a concrete device
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    labeller = ModelLabeller.from_checkpoint(ckpt, Segmenter(pcfg.segmenter), device)
     return VariantRunner(spec.name, seed, spec.kind, lambda: PerceptionPipeline(pcfg, labeller=labeller),
                          QueryEngine(text_embedder=labeller.embed_text), str(ckpt))

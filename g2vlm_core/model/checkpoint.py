@@ -141,6 +141,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", text_encode
     return model.to(device).eval()
 
 
+def training_image_hw(path: str | Path) -> tuple[int, int] | None:
+    """(H, W) the checkpoint was trained at, from its metadata; None when it does not record one."""
+    _, _, meta = read_checkpoint(path)
+    try:
+        hw = json.loads(meta.get("extra", "{}")).get("train", {}).get("image_hw")
+        return (int(hw[0]), int(hw[1])) if hw else None
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return None
+
+
 def load_train_state(path: str | Path) -> dict | None:
     """The training state of a checkpoint directory (tensors and plain containers only), or None."""
     p = Path(path) / TRAIN_STATE

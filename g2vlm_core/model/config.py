@@ -52,6 +52,9 @@ class ModelConfig:
     cluster_radius_m: float = 0.3  # voted centres closer than this join one instance (same class)
     min_instance_px: int = 64  # instances smaller than this (full-resolution pixels) are dropped
     max_instances: int = 48  # at most this many instances per keyframe
+    instance_grouping: str = "votes"  # "votes": cluster the predicted centre votes (stride 4); "components":
+    # connected regions of one predicted class at full resolution, cut at depth discontinuities
+    depth_edge_rel: float = 0.05  # "components": neighbours whose depths differ by more than this fraction are cut
     # runtime
     dtype: str = "float32"  # inference dtype: float32, bfloat16 or float16 (CUDA)
 
@@ -147,6 +150,8 @@ def config_to_dict(cfg) -> dict:
 def _check_model(cfg: ModelConfig) -> ModelConfig:
     if cfg.token_geometry not in ("3d", "2d"):
         raise ValueError(f"model.token_geometry must be '3d' or '2d', got {cfg.token_geometry!r}")
+    if cfg.instance_grouping not in ("votes", "components"):
+        raise ValueError(f"model.instance_grouping must be 'votes' or 'components', got {cfg.instance_grouping!r}")
     if cfg.dim % cfg.n_heads:
         raise ValueError(f"model.dim {cfg.dim} is not divisible by model.n_heads {cfg.n_heads}")
     return cfg
@@ -183,7 +188,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
     return config_from_dict(d)
 
 
-RUNTIME_FIELDS = ("dtype", "text_cache_size", "cluster_radius_m", "min_instance_px", "max_instances")
+RUNTIME_FIELDS = ("dtype", "text_cache_size", "cluster_radius_m", "min_instance_px", "max_instances",
+                  "instance_grouping", "depth_edge_rel")
 
 
 def config_fingerprint(cfg: ModelConfig) -> str:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..camera import CameraIntrinsics, GeometryError, check_rigid
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
-from .checkpoint import load_model
+from .checkpoint import load_model, training_image_hw
 from .config import RUNTIME_FIELDS
 from .model import FINE_STRIDE, G2VLM, object_masks
 
@@ -46,6 +46,7 @@ class KeyframeResult:
     semantic_ids: np.ndarray  # (H, W) int32 argmax class
     instance_map: np.ndarray  # (H, W) int32, k >= 1 -> instances[k - 1]
     instances: list[InstanceProposal] = field(default_factory=list)
+    region_embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # id -> unit embedding of a given region
 
     def points(self, K: np.ndarray, T_world_cam: np.ndarray, rgb: np.ndarray | None = None,
                min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
@@ -105,6 +106,48 @@ def group_instances(sem_prob: torch.Tensor, votes: torch.Tensor, valid: torch.Te
     return out.reshape(h, w), info
 
 
+def group_components(sem_prob: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, thing_ids: list[int],
+                     edge_rel: float, min_px: int, max_instances: int) -> tuple[torch.Tensor, list[tuple[int, float]]]:
+    """Instances as connected regions of one predicted class, cut where the depth jumps by more than ``edge_rel``
+    of the nearer depth (so touching objects at different depths part). sem_prob (S, H, W), depth (H, W) metres,
+    valid (H, W) -> instance map (H, W) int64 (0 = none), largest first, and (semantic id, score) per instance.
+    scipy's labelling does the connectivity; the depth cut is a mask of the pixels on a discontinuity."""
+    from scipy import ndimage
+
+    conf, cls = (t.cpu().numpy() for t in sem_prob.max(0))
+    d = depth.cpu().numpy()
+    ok = valid.cpu().numpy() & np.isfinite(d) & (d > 0)
+    thing = np.zeros(sem_prob.shape[0], dtype=bool)
+    thing[thing_ids] = True
+    edge = np.zeros_like(ok)
+    for ax in (0, 1):
+        a = d.take(range(0, d.shape[ax] - 1), axis=ax)
+        b = d.take(range(1, d.shape[ax]), axis=ax)
+        jump = np.abs(a - b) > edge_rel * np.minimum(a, b)
+        sl_a = [slice(None)] * 2
+        sl_b = [slice(None)] * 2
+        sl_a[ax], sl_b[ax] = slice(0, -1), slice(1, None)
+        edge[tuple(sl_a)] |= jump & (a > b)  # the farther pixel of a jump is the cut (the nearer one keeps its object)
+        edge[tuple(sl_b)] |= jump & (b > a)
+    fg = ok & thing[cls] & ~edge
+    regions = []
+    for c in np.unique(cls[fg]):
+        lab, n = ndimage.label(fg & (cls == c))
+        if n == 0:
+            continue
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        for k in np.nonzero(sizes >= max(min_px, 1))[0]:
+            if k > 0:
+                regions.append((int(sizes[k]), int(c), lab == k))
+    regions.sort(key=lambda r: -r[0])
+    out = np.zeros(cls.shape, dtype=np.int64)
+    info: list[tuple[int, float]] = []
+    for size, c, m in regions[:max_instances]:
+        info.append((c, float(conf[m].mean())))
+        out[m] = len(info)
+    return torch.from_numpy(out).to(sem_prob.device), info
+
+
 class G2VLMInference:
     """Batched, no-grad inference with a model rebuilt from its checkpoint; device and dtype from the config."""
 
@@ -116,6 +159,8 @@ class G2VLMInference:
             raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
         for k, v in runtime.items():
             setattr(model.cfg, k, type(getattr(model.cfg, k))(v))
+        if model.cfg.instance_grouping not in ("votes", "components"):
+            raise ValueError(f"instance_grouping must be 'votes' or 'components', got {model.cfg.instance_grouping!r}")
         if model.cfg.dtype not in DTYPES:
             raise ValueError(f"dtype {model.cfg.dtype!r} is not one of {', '.join(DTYPES)}")
         self.device = torch.device(device)
@@ -124,12 +169,15 @@ class G2VLMInference:
         self.dtype = DTYPES[self.cfg.dtype] if self.device.type == "cuda" else torch.float32
         self.thing_ids = list(self.cfg.thing_ids) or list(range(1, self.cfg.num_semantic))
         self._embed_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.training_image_hw: tuple[int, int] | None = None  # (H, W) of the training frames, when known
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", text_encoder: str | None = None,
                         **runtime) -> "G2VLMInference":
         """Rebuild the model from the config stored in the checkpoint (``runtime``: see __init__)."""
-        return cls(load_model(path, device, text_encoder), device, **runtime)
+        inf = cls(load_model(path, device, text_encoder), device, **runtime)
+        inf.training_image_hw = training_image_hw(path)
+        return inf
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
@@ -156,9 +204,11 @@ class G2VLMInference:
                 torch.from_numpy(K).float(), torch.from_numpy(T).float())
 
     @torch.no_grad()
-    def process_batch(self, rgbs, depths, Ks, Ts) -> list[KeyframeResult]:
+    def process_batch(self, rgbs, depths, Ks, Ts, regions=None) -> list[KeyframeResult]:
         """Keyframes of one size: rgb (H, W, 3) uint8 (or float in [0, 1]), depth (H, W) metres (0/NaN = missing),
-        K (3, 3), T_world_cam (4, 4) each -> one KeyframeResult per frame."""
+        K (3, 3), T_world_cam (4, 4) each -> one KeyframeResult per frame. ``regions``: optional (H, W) integer
+        map per frame (ids > 0, e.g. segments found by geometry): their language-aligned embeddings are returned
+        in ``region_embeddings`` (the object head pooled over each region, as for the model's own instances)."""
         items = [self._inputs(*a) for a in zip(rgbs, depths, Ks, Ts)]
         if not items:
             return []
@@ -171,15 +221,24 @@ class G2VLMInference:
         votes = out["points_cam"].float() + out["center_offset"].float()  # (B, 3, H, W) camera frame
         fm_hw = enc["fine_map"].shape[-2:]
         per_frame = []
+        components = self.cfg.instance_grouping == "components"
         for b in range(rgb.shape[0]):
+            if components:  # full resolution; pooled to the fine cells below for boxes and object features
+                full, info = group_components(torch.softmax(logits[b], dim=0), out["depth"][b, 0].float(),
+                                              out["input_valid"][b, 0] > 0.5, self.thing_ids, self.cfg.depth_edge_rel,
+                                              self.cfg.min_instance_px, self.cfg.max_instances)
+                cells = F.one_hot(full, len(info) + 1).permute(2, 0, 1)[None].float()
+                imap = F.adaptive_avg_pool2d(cells, fm_hw)[0].argmax(0)  # majority instance of each fine cell
+                per_frame.append((imap, info, full))
+                continue
             sp = torch.softmax(F.adaptive_avg_pool2d(logits[b:b + 1], fm_hw)[0], dim=0)  # grouping at stride 4
             vt = F.adaptive_avg_pool2d(votes[b:b + 1], fm_hw)[0]
             vd = F.adaptive_avg_pool2d(out["input_valid"][b:b + 1].float(), fm_hw)[0, 0] > 0.5
             cell_px = (H / fm_hw[0]) * (W / fm_hw[1])
             imap, info = group_instances(sp, vt, vd, self.thing_ids, self.cfg.cluster_radius_m,
                                          max(1, round(self.cfg.min_instance_px / cell_px)), self.cfg.max_instances)
-            per_frame.append((imap, info))
-        M = max(1, max(len(i) for _, i in per_frame))
+            per_frame.append((imap, info, None))
+        M = max(1, max(len(i) for _, i, _ in per_frame))
         boxes = torch.zeros(len(per_frame), M, 7, device=self.device)
         boxes[..., 3:6] = 0.1
         valid = torch.zeros(len(per_frame), M, dtype=torch.bool, device=self.device)
@@ -187,16 +246,20 @@ class G2VLMInference:
         # Boxes from one sampled (not averaged: no flying points) refined point per fine cell.
         pts_small = out["points_cam"].float()[:, :, s // 2::s, s // 2::s][..., :fm_hw[0], :fm_hw[1]]
         pts_small = pts_small.flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
-        for b, (full, info) in enumerate(per_frame):
-            small = full.flatten()
+        for b, (small_map, info, full_map) in enumerate(per_frame):
+            small = small_map.flatten()
+            if full_map is not None:  # components: the refined points of the exact full-resolution mask
+                pts_full = out["points_cam"][b].float().flatten(1).T @ T[b, :3, :3].T + T[b, :3, 3]
+                full_ids = full_map.flatten()
             for k in range(len(info)):
-                p = pts_small[b][small == k + 1]
+                p = pts_small[b][small == k + 1] if full_map is None else pts_full[full_ids == k + 1]
                 if len(p) == 0:
                     p = pts_small[b][:1]
                 lo, hi = torch.quantile(p, 0.02, dim=0), torch.quantile(p, 0.98, dim=0)
                 boxes[b, k, :3], boxes[b, k, 3:6] = (lo + hi) / 2, (hi - lo).clamp_min(0.01)
                 valid[b, k] = True
-        masks = object_masks(torch.stack([f for f, _ in per_frame]), M, fm_hw)  # fine maps: exact cell masks
+        # Object features pool over exact cell masks (vote grouping) or the full-resolution masks' cell fractions.
+        masks = torch.stack([object_masks((sm if f is None else f)[None], M, fm_hw)[0] for sm, _, f in per_frame])
         with self._autocast():
             obj = self.model.encode_objects(enc, masks, boxes, valid, T)
         emb = F.normalize(obj["obj_embed"].float(), dim=-1).cpu().numpy()
@@ -210,9 +273,12 @@ class G2VLMInference:
         pts_np = (out["points_cam"].float().flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2)
                   + T[:, None, :3, 3]).reshape(len(per_frame), H, W, 3).cpu().numpy()
         names = self.cfg.semantic_names
-        for b, (small_map, info) in enumerate(per_frame):
-            fmap = F.interpolate(small_map[None, None].float(), size=(H, W), mode="nearest")[0, 0].int().cpu().numpy()
-            fmap[~thing_np[sem_np[b]]] = 0  # sharpen the stride-4 masks with the full-resolution semantics
+        for b, (small_map, info, full_map) in enumerate(per_frame):
+            if full_map is not None:
+                fmap = full_map.int().cpu().numpy()
+            else:
+                fmap = F.interpolate(small_map[None, None].float(), size=(H, W), mode="nearest")[0, 0].int().cpu().numpy()
+                fmap[~thing_np[sem_np[b]]] = 0  # sharpen the stride-4 masks with the full-resolution semantics
             insts = []
             for k, (sid, score) in enumerate(info):
                 m = fmap == k + 1
@@ -224,11 +290,40 @@ class G2VLMInference:
                     box=Box3D(bx[:3], bx[3:6], 0.0), embedding=emb[b, k], centroid=pts_np[b][m].mean(0),
                     mean_color=rgb_np[b][m].mean(0), pixel_count=int(m.sum())))
             results.append(KeyframeResult(depth_np[b], normals_np[b], conf_np[b], sem_np[b], fmap, insts))
+        for b, reg in enumerate(regions or []):
+            if reg is not None:
+                results[b].region_embeddings = self._embed_regions(b, reg, out, enc, T, fm_hw)
         return results
 
-    def process_keyframe(self, rgb, depth_m, K, T_world_cam) -> KeyframeResult:
-        """One keyframe (numpy arrays as in process_batch)."""
-        return self.process_batch([rgb], [depth_m], [K], [T_world_cam])[0]
+    def _embed_regions(self, b: int, reg, out: dict, enc: dict, T: torch.Tensor, fm_hw) -> dict[int, np.ndarray]:
+        r = torch.as_tensor(np.asarray(reg), dtype=torch.long, device=self.device)
+        if r.shape != out["depth"].shape[-2:]:
+            raise ValueError(f"regions are {tuple(r.shape)} but the keyframe is {tuple(out['depth'].shape[-2:])}")
+        ids = [i for i in torch.unique(r).tolist() if i > 0]
+        if not ids:
+            return {}
+        remap = torch.zeros(int(r.max()) + 1, dtype=torch.long, device=self.device)
+        remap[ids] = torch.arange(1, len(ids) + 1, device=self.device)
+        rr = remap[r.clamp_min(0)]
+        pts = out["points_cam"][b].float().flatten(1).T @ T[b, :3, :3].T + T[b, :3, 3]
+        boxes = torch.zeros(1, len(ids), 7, device=self.device)
+        flat = rr.flatten()
+        for j in range(len(ids)):
+            p = pts[flat == j + 1]
+            lo, hi = torch.quantile(p, 0.02, dim=0), torch.quantile(p, 0.98, dim=0)
+            boxes[0, j, :3], boxes[0, j, 3:6] = (lo + hi) / 2, (hi - lo).clamp_min(0.01)
+        B = out["depth"].shape[0]
+        enc_b = {k: (v[b:b + 1] if torch.is_tensor(v) and v.ndim and v.shape[0] == B else v) for k, v in enc.items()}
+        valid = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
+        with self._autocast():
+            o = self.model.encode_objects(enc_b, object_masks(rr[None], len(ids), fm_hw), boxes, valid, T[b:b + 1])
+        e = F.normalize(o["obj_embed"].float(), dim=-1)[0].cpu().numpy()
+        return {i: e[j] for j, i in enumerate(ids)}
+
+    def process_keyframe(self, rgb, depth_m, K, T_world_cam, regions=None) -> KeyframeResult:
+        """One keyframe (numpy arrays as in process_batch; ``regions`` an optional (H, W) id map)."""
+        return self.process_batch([rgb], [depth_m], [K], [T_world_cam],
+                                  None if regions is None else [regions])[0]
 
     def process_frame(self, frame: RGBDFrame) -> KeyframeResult:
         frame.validate()

@@ -107,3 +107,84 @@ def test_resolve_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_checkpoint(str(tmp_path / "missing"))
     assert resolve_checkpoint(str(tmp_path)) == tmp_path
+
+
+class DownscalingOracle:
+    """The true instances at whatever size the labeller hands over (nearest-neighbour of the full-size ids)."""
+
+    def __init__(self, full_ids):
+        self.full_ids, self.shapes = full_ids, []
+
+    def process_keyframe(self, rgb, depth_m, K, T_world_cam):
+        self.shapes.append(depth_m.shape)
+        H, W = self.full_ids.shape
+        h, w = depth_m.shape
+        ids = self.full_ids[((np.arange(h) + 0.5) * H / h).astype(int)[:, None],
+                            ((np.arange(w) + 0.5) * W / w).astype(int)[None, :]].astype(np.int32)
+        insts = [InstanceProposal(mask=ids == k, label=lab, semantic_id=k, score=0.9, box=BOXES[k - 1],
+                                  embedding=np.eye(8, dtype=np.float32)[k], centroid=BOXES[k - 1].center,
+                                  mean_color=np.array(COLORS[k - 1]), pixel_count=int((ids == k).sum()))
+                 for k, lab in enumerate(LABELS, start=1)]
+        return KeyframeResult(depth_m, np.zeros(depth_m.shape + (3,), np.float32), np.ones_like(depth_m), ids, ids,
+                              insts)
+
+
+def test_input_width_downscales_for_the_model_and_maps_masks_back_to_the_frame():
+    frame = _frames(1)[0]
+    H, W = frame.depth_m.shape
+    seg = Segmenter(PipelineConfig().segmenter)
+    full_oracle, small_oracle = DownscalingOracle(frame.extras["instance_ids"]), DownscalingOracle(
+        frame.extras["instance_ids"])
+    full = ModelLabeller(full_oracle, seg, keep_planes=False)(frame, frame.T_world_cam)
+    small = ModelLabeller(small_oracle, seg, keep_planes=False, input_width=W // 2)(frame, frame.T_world_cam)
+    assert full_oracle.shapes == [(H, W)] and small_oracle.shapes == [(H // 2, W // 2)]
+    assert sorted(s.label for s in small) == sorted(s.label for s in full) == sorted(LABELS)
+    for a in full:  # the same objects, the points from full-resolution depth: boxes agree up to mask edges
+        b = next(s for s in small if s.instance_id == a.instance_id)
+        assert box_iou_3d(Box3D.from_points(a.points_world), Box3D.from_points(b.points_world)) > 0.7
+    with pytest.raises(ValueError, match="input_width"):
+        ModelLabeller(full_oracle, seg, input_width=-1)
+
+
+def test_labeller_runs_the_model_at_the_width_it_was_trained_at(tmp_path):
+    text = write_tiny_text_encoder(tmp_path / "bert")
+    cfg = PipelineConfig()
+    plain = save_checkpoint(tmp_path / "plain", G2VLM(tiny_config(text)))
+    assert ModelLabeller.from_checkpoint(plain, Segmenter(cfg.segmenter)).input_width == 0  # not recorded: native
+    trained = save_checkpoint(tmp_path / "trained", G2VLM(tiny_config(text)), extra={"train": {"image_hw": [120, 160]}})
+    assert ModelLabeller.from_checkpoint(trained, Segmenter(cfg.segmenter)).input_width == 160
+    assert ModelLabeller.from_checkpoint(trained, Segmenter(cfg.segmenter), input_width=320).input_width == 320
+
+
+class MissingOneOracle(DownscalingOracle):
+    """True instances except the box (label 3), whose pixels the semantics still call "box"; embeds regions."""
+
+    class cfg:
+        semantic_names = ("void", "mug", "mug", "box")
+
+    thing_ids = (1, 2, 3)
+
+    def process_keyframe(self, rgb, depth_m, K, T_world_cam, regions=None):
+        r = super().process_keyframe(rgb, depth_m, K, T_world_cam)
+        self.regions = regions
+        r.semantic_ids = r.instance_map.copy()
+        r.instances = r.instances[:2]
+        r.instance_map = np.where(r.instance_map == 3, 0, r.instance_map)
+        if regions is not None:
+            r.region_embeddings = {int(i): np.eye(8, dtype=np.float32)[7] for i in np.unique(regions) if i > 0}
+        return r
+
+
+def test_geometry_fill_adds_the_objects_the_model_missed_with_its_semantics():
+    frame = _frames(1)[0]
+    seg = Segmenter(PipelineConfig().segmenter)
+    oracle = MissingOneOracle(frame.extras["instance_ids"])
+    without = ModelLabeller(oracle, seg, keep_planes=False)(frame, frame.T_world_cam)
+    assert sorted(s.label for s in without) == ["mug", "mug"] and oracle.regions is None
+    filled = ModelLabeller(oracle, seg, keep_planes=False, geometry_fill=True)(frame, frame.T_world_cam)
+    assert oracle.regions is not None and oracle.regions.shape == frame.depth_m.shape
+    added = [s for s in filled if s.source == "geometry"]
+    # the box is added once, labelled from the semantics and embedded; the mugs are not added twice
+    assert [s.label for s in added] == ["box"] and sorted(s.label for s in filled) == ["box", "mug", "mug"]
+    assert added[0].embedding is not None and added[0].embedding[7] == 1.0
+    assert box_iou_3d(Box3D.from_points(added[0].points_world), BOXES[2]) > 0.3

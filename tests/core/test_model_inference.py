@@ -13,7 +13,7 @@ from g2vlm_core.camera import GeometryError  # noqa: E402
 from g2vlm_core.model import G2VLM  # noqa: E402
 from g2vlm_core.model.checkpoint import save_checkpoint  # noqa: E402
 from g2vlm_core.model.data import toy_frame  # noqa: E402
-from g2vlm_core.model.inference import G2VLMInference, group_instances  # noqa: E402
+from g2vlm_core.model.inference import G2VLMInference, group_components, group_instances  # noqa: E402
 from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder  # noqa: E402
 from g2vlm_core.predicates import PREDICATES  # noqa: E402
 
@@ -106,3 +106,40 @@ def test_group_instances_separates_votes():
     imap, info = group_instances(prob, votes, torch.ones(h, w, dtype=torch.bool), [4], 0.2, 3, 10)
     assert len(info) == 2 and info[0][0] == 4
     assert len(imap[:, :4].unique()) == 1 and len(imap[:, 4:].unique()) == 1 and imap[0, 0] != imap[0, 7]
+
+
+def test_group_components_cuts_at_depth_jumps_and_drops_small_regions():
+    S, h, w = 5, 10, 12
+    prob = torch.zeros(S, h, w)
+    prob[0] = 1.0  # background
+    prob[:, 2:8, 1:11] = 0.0
+    prob[3, 2:8, 1:11] = 1.0  # one class over a 6 x 10 block ...
+    prob[:, 0, 0], prob[3, 0, 0] = 0.0, 1.0  # ... and a one-pixel speck of it
+    depth = torch.full((h, w), 3.0)
+    depth[2:8, 1:6] = 1.0  # ... made of two objects: a near left half and a far right half
+    depth[2:8, 6:11] = 1.6
+    imap, info = group_components(prob, depth, torch.ones(h, w, dtype=torch.bool), [3], 0.05, 4, 10)
+    assert [c for c, _ in info] == [3, 3]
+    left, right = imap[2:8, 1:6], imap[2:8, 6:11]
+    assert len(left.unique()) == 1 and left[0, 0] > 0
+    assert (right[:, 1:] == right[0, 1]).all() and right[0, 1] > 0 and right[0, 1] != left[0, 0]
+    assert imap[0, 0] == 0  # below min_px
+    # Without a depth jump the block is one instance; invalid depth is never part of one.
+    valid = torch.ones(h, w, dtype=torch.bool)
+    valid[2:8, 1] = False
+    imap, info = group_components(prob, torch.full((h, w), 1.0), valid, [3], 0.05, 4, 10)
+    assert len(info) == 1 and (imap[2:8, 2:11] == 1).all() and (imap[2:8, 1] == 0).all()
+
+
+def test_component_grouping_runs_through_the_inference_api(tmp_path):
+    text = write_tiny_text_encoder(tmp_path / "bert")
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m", G2VLM(tiny_config(text)))
+    inf = G2VLMInference.from_checkpoint(path, "cpu", instance_grouping="components")
+    frame, _ = toy_frame(1, 48, 64)
+    r = inf.process_frame(frame)
+    assert r.instance_map.shape == (48, 64)
+    for k, p in enumerate(r.instances, start=1):
+        assert (r.instance_map == k).sum() == p.pixel_count and np.isfinite(p.box.size).all()
+    with pytest.raises(ValueError, match="instance_grouping"):
+        G2VLMInference.from_checkpoint(path, "cpu", instance_grouping="nope")

@@ -206,6 +206,36 @@ def test_separate_fragments_merge_once_a_full_view_bridges_them():
     assert m.snapshot().deleted_ids == [2]
 
 
+def _face(x0, x1, y0, y1, z0, z1, n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform([x0, y0, z0], [x1, y1, z1], (n, 3))
+
+
+def test_views_of_one_labelled_object_from_opposite_sides_merge_by_nested_boxes():
+    # A desk (1.2 x 0.6 x 0.75 m): its top seen from one side, its back panel from the other. The surfaces share
+    # no voxel, but the panel's box lies inside the top-and-front's box.
+    front = np.concatenate([_face(-0.6, 0.6, -0.3, 0.3, 0.74, 0.76), _face(-0.6, 0.6, -0.31, -0.29, 0.0, 0.75, seed=1)])
+    back = _face(-0.55, 0.55, 0.26, 0.28, 0.1, 0.7, seed=2)
+    col = lambda p: np.full((len(p), 3), 0.5)  # noqa: E731
+    m = ObjectMap(ObjectMapConfig(merge_every=1))
+    r = m.update([Segment(front, col(front), label="desk", label_score=0.9),
+                  Segment(back, col(back), label="desk", label_score=0.9)], 0.0)
+    assert len(r.created) == 2 and len(r.merged) == 1 and len(m) == 1
+    assert m.snapshot().objects[0].label == "desk"
+    # The same geometry unlabelled (no model), or labelled differently: two objects.
+    for la, lb in ((None, None), ("desk", "chair")):
+        m = ObjectMap(ObjectMapConfig(merge_every=1))
+        m.update([Segment(front, col(front), label=la, label_score=0.9),
+                  Segment(back, col(back), label=lb, label_score=0.9)], 0.0)
+        assert len(m) == 2, (la, lb)
+    # Two chairs side by side with the same label: their boxes do not nest, so they stay two objects.
+    m = ObjectMap(ObjectMapConfig(merge_every=1))
+    a, b = _face(0.0, 0.45, 0.0, 0.45, 0.0, 0.9, seed=3), _face(0.5, 0.95, 0.0, 0.45, 0.0, 0.9, seed=4)
+    m.update([Segment(a, col(a), label="chair", label_score=0.9), Segment(b, col(b), label="chair", label_score=0.9)],
+             0.0)
+    assert len(m) == 2
+
+
 def test_partial_views_associate_and_far_segments_do_not():
     m = ObjectMap()
     base = _blob([0, 0, 0.1], n=300, size=0.2, seed=1)
