@@ -154,6 +154,10 @@ def main() -> None:
     # the player's own `processed` subscription paces the replay; this one records timings
     node.create_subscription(Header, "processed", lambda m: processed.append(
         (round(stamp_to_sec(m.stamp), 6), time.monotonic(), m.frame_id)), RELIABLE)
+    from diagnostic_msgs.msg import DiagnosticArray
+    diags: list[dict] = []
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
+        {kv.key: kv.value for kv in st.values} for st in m.status if st.name == "g2vlm_perception"), 10)
     rss: list[tuple[float, float]] = []
     done = threading.Event()
 
@@ -207,6 +211,14 @@ def main() -> None:
             q = [r[int(len(r) * f)] for f in (0.25, 0.5, 0.75)] + [r[-1]]
             print(f"node RSS (MB)       at 25/50/75/100% of the run: {' / '.join(f'{x:.0f}' for x in q)}; "
                   f"peak {r.max():.0f}")
+        n_diag = len(diags)
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and len(diags) <= n_diag:  # the first diagnostics after the run
+            ex.spin_once(timeout_sec=0.1)
+        if len(diags) > n_diag:
+            d = diags[-1]
+            print(f"keyframe work       {d.get('keyframes')} keyframes segmented / labelled, {d.get('keyframes_dropped')} "
+                  f"replaced while the keyframe thread was busy; {d.get('objects')} objects in the map")
         bare = bare_integration_ms(scene / "bag", a.voxel, min(60, a.frames))
         print(f"bare Open3D VoxelBlockGrid integrate: {bare:.1f} ms/frame ({1000 / bare:.0f} frames/s) on the same "
               f"frames (ours, whole node: {1000 * wall / max(len(fused), 1):.1f} ms per fused frame)")

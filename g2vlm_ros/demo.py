@@ -108,7 +108,9 @@ def main(argv=None) -> int:
         query = node.create_client(SpatialQuery, "spatial_query")
         if not query.wait_for_service(timeout_sec=90.0):
             raise RuntimeError("the perception node did not come up (see its log above)")
-        player = BagPlayer(node, scene_dir / "bag", rate=0.0, flow_control=True, executor=ex)
+        # At the recorded rate, as on a robot: replayed faster, the keyframe thread (model) falls behind fusion and
+        # labels fewer keyframes (it keeps the newest).
+        player = BagPlayer(node, scene_dir / "bag", rate=1.0, flow_control=True, executor=ex)
         player.wait_for_subscribers(30.0)
         stats = player.play()
         player.close()

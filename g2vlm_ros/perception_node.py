@@ -139,8 +139,9 @@ class PerceptionNode(Node):
         qos = sensor_qos(self.cfg.sensor_reliable)
         self._slot = LatestSlot()
         self._sync = ApproxSync(self.cfg.sync_slop_s, self._on_pair, on_stale=self._on_stale)
-        # Images and the small messages a frame waits for (pose, camera_info) in separate groups: in one group the
-        # executor keeps serving the busy image subscriptions first and a frame's pose arrives a second late.
+        # Images and the small messages a frame waits for (pose, camera_info) in separate groups: under a
+        # multi-threaded executor (e.g. when composed with other nodes) one group would keep serving the busy image
+        # subscriptions first and a frame's pose would arrive a second late. main() spins one thread.
         images, side = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self.create_subscription(Image, self.cfg.rgb_topic, lambda m: self._on_image(0, m), qos, callback_group=images)
         self.create_subscription(Image, self.cfg.depth_topic, lambda m: self._on_image(1, m), qos,
@@ -404,7 +405,11 @@ class PerceptionNode(Node):
 
 
 def main(args=None) -> None:
-    spin_node(PerceptionNode, num_threads=4, args=args)
+    # One executor thread: every callback only stores its message (the worker thread and the keyframe thread do the
+    # work), and rclpy's MultiThreadedExecutor busy-loops in Python over ready callbacks it may not run yet, which
+    # took the GIL from them: benchmarks/bench_node.py (640x480, 2-core CPU) 9.8 fused frames/s with 4 executor
+    # threads, 30.9 with one, same run conditions.
+    spin_node(PerceptionNode, num_threads=1, args=args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,8 @@ def _interrupt(signum, frame):
 
 
 def spin_node(make_node: Callable, num_threads: int, args=None) -> None:
-    """rclpy.init, build the node, spin it on a multi-threaded executor until Ctrl-C or SIGTERM, then call its
+    """rclpy.init, build the node, spin it (one thread: SingleThreadedExecutor, else a MultiThreadedExecutor of
+    ``num_threads``) until Ctrl-C or SIGTERM, then call its
     ``shutdown()`` (if it has one) and clean up. SIGTERM (systemd, docker stop, launch) ends the node like
     Ctrl-C, so shutdown work such as saving the map runs for both."""
     rclpy.init(args=args)
@@ -27,7 +28,7 @@ def spin_node(make_node: Callable, num_threads: int, args=None) -> None:
     node = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=num_threads)
+        executor = (SingleThreadedExecutor() if num_threads <= 1 else MultiThreadedExecutor(num_threads=num_threads))
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
