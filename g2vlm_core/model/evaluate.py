@@ -18,8 +18,10 @@ part only; even perfect masks and true depth give IoU >= 0.25 with the full box 
 (one side seen), so this row is bounded well below 1. In the map (``map_grounding_acc_*``, what a robot gets): the
 scene's frames run through ``PerceptionPipeline`` with this model labelling its keyframes (as the node does), and
 every expression is grounded by the model's grounding head over the fused map's objects (their averaged
-embeddings and multi-view boxes), from the expression's reference view; ``map_objects_matched_025`` is the share of
-the true objects seen in the frames (>= 200 pixels in one) that a map object matches at 3D IoU >= 0.25.
+embeddings and multi-view boxes), from the expression's reference view (``map_query_engine_acc_025``: the same
+expressions answered by the node's query service, the symbolic QueryEngine over the model's labels);
+``map_objects_matched_025`` is the share of the true objects seen in the frames (>= 200 pixels in one) that a map
+object matches at 3D IoU >= 0.25.
 """
 from __future__ import annotations
 
@@ -210,7 +212,9 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
     cfg = pipeline_config or PipelineConfig()
     hw = getattr(inf, "training_image_hw", None)
     labeller = ModelLabeller(inf, Segmenter(cfg.segmenter), input_width=hw[1] if hw else 0, geometry_fill=True)
-    g25, g50, matched, seen = [], [], 0, 0
+    from ..query import QueryEngine
+    engine = QueryEngine(text_embedder=inf.embed_text)
+    g25, g50, q25, matched, seen = [], [], [], 0, 0
     for si in tqdm(range(n), desc="map grounding", unit="scene", disable=not progress):
         scene = ds[si]
         pipe = PerceptionPipeline(cfg, labeller)
@@ -221,7 +225,8 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
             for i, c in zip(ids.tolist(), counts.tolist()):
                 px[i] = max(px.get(i, 0), c)
             pipe.process(frame)
-        objs = [o for o in pipe.snapshot().objects if o.embedding is not None]
+        graph = pipe.snapshot()
+        objs = [o for o in graph.objects if o.embedding is not None]
         gt_seen = [o for o in scene.objects if px.get(o.id, 0) >= MAP_MIN_PIXELS]
         seen += len(gt_seen)
         matched += len(match_objects(gt_seen, objs, 0.25).pairs) if objs else 0
@@ -231,17 +236,23 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
             if e.target_id not in {o.id for o in gt_seen}:
                 continue  # the frames never showed the target: not a grounding failure of the model
             if not objs:
-                g25.append(0.0), g50.append(0.0)
+                g25.append(0.0), g50.append(0.0), q25.append(0.0)
                 continue
             T = poses[int(e.viewpoint.split("_")[-1])] if e.viewpoint else poses[0]
             s = inf.ground(e.text, np.stack([o.embedding for o in objs]), [o.box for o in objs], T)
             iou = float(box_iou_matrix([gt_by_id[e.target_id].box], [objs[int(np.argmax(s))].box])[0, 0])
             g25.append(float(iou >= 0.25))
             g50.append(float(iou >= 0.5))
+            # The node's query service on the same map: the symbolic QueryEngine over the model's labels.
+            r = engine.answer(graph, e.text, viewpoint=scene.viewpoint(e.viewpoint) if e.viewpoint else None)
+            top = r.object_ids[0] if r.success and r.achievable and r.object_ids else None
+            q25.append(float(top is not None and box_iou_matrix([gt_by_id[e.target_id].box],
+                                                                  [graph.object_by_id(top).box])[0, 0] >= 0.25))
     return {"map_scenes": n, "map_objects_matched_025": matched / seen if seen else float("nan"),
             "map_grounding_acc_025": float(np.mean(g25)) if g25 else float("nan"),
             "map_grounding_acc_050": float(np.mean(g50)) if g50 else float("nan"),
-            "map_grounding_expressions": len(g25)}
+            "map_grounding_expressions": len(g25),
+            "map_query_engine_acc_025": float(np.mean(q25)) if q25 else float("nan")}
 
 
 def main(argv: list[str] | None = None) -> None:

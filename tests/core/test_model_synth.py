@@ -68,4 +68,5 @@ def test_map_grounding_runs_the_pipeline_over_each_scene(synth_root, model_cfg, 
     assert 0.0 <= res["map_objects_matched_025"] <= 1.0
     n = res["map_grounding_expressions"]
     assert n == 0 or 0.0 <= res["map_grounding_acc_025"] <= 1.0
+    assert n == 0 or 0.0 <= res["map_query_engine_acc_025"] <= 1.0
     assert res["map_grounding_acc_050"] <= res["map_grounding_acc_025"] or n == 0
