@@ -63,6 +63,11 @@ def test_node_with_model_finds_objects_and_answers_referring_expressions(ros_nod
         player.close()
         assert stats.published[BAG_TOPICS["depth_topic"]] == FRAMES
         assert spin_until(ex, lambda: graphs and len(graphs[-1].objects) > 0, 30.0), "no scene graph"
+        # The graph of the last keyframe: wait until no newer one has come for a second.
+        n = 0
+        while n != len(graphs):
+            n = len(graphs)
+            spin_until(ex, lambda: len(graphs) > n, 1.0)
         graph = graphs[-1]
         objects = [cv.scene_object_from_msg(o) for o in graph.objects]
         labelled = [o for o in objects if o.label not in ("object", "")]
