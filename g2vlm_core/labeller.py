@@ -35,6 +35,13 @@ def resolve_checkpoint(spec: str) -> Path | None:
     return path
 
 
+def _nearest_resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an (H, W) image (pixel-centre convention): no value is invented."""
+    rows = ((np.arange(hw[0]) + 0.5) * img.shape[0] / hw[0]).astype(int)
+    cols = ((np.arange(hw[1]) + 0.5) * img.shape[1] / hw[1]).astype(int)
+    return img[rows[:, None], cols[None, :]]
+
+
 class ModelLabeller:
     """Calls the model on a keyframe and turns its instances into Segments (labels, scores, embeddings).
 
@@ -72,7 +79,7 @@ class ModelLabeller:
 
     def _model_input(self, frame: RGBDFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rgb, depth, K) at the model's input width: colour area-averaged, depth nearest (no invented depths)."""
-        h, w = frame.depth_m.shape
+        w = frame.depth_m.shape[1]
         if not self.input_width or w <= self.input_width:
             return frame.rgb, frame.depth_m, frame.intrinsics.K
         intr = frame.intrinsics.scaled(self.input_width / w)
@@ -80,18 +87,12 @@ class ModelLabeller:
         import torch.nn.functional as F
         rgb = torch.from_numpy(np.array(frame.rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         rgb = F.interpolate(rgb, size=(intr.height, intr.width), mode="area")[0].permute(1, 2, 0)
-        rows = ((np.arange(intr.height) + 0.5) * h / intr.height).astype(int)
-        cols = ((np.arange(intr.width) + 0.5) * w / intr.width).astype(int)
-        depth = frame.depth_m[rows[:, None], cols[None, :]]
+        depth = _nearest_resize(frame.depth_m, (intr.height, intr.width))
         return rgb.round().clamp(0, 255).to(torch.uint8).numpy(), depth, intr.K
 
     @staticmethod
     def _to_frame_size(ids: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        if ids.shape == hw:
-            return ids
-        rows = (np.arange(hw[0]) + 0.5) * ids.shape[0] / hw[0]
-        cols = (np.arange(hw[1]) + 0.5) * ids.shape[1] / hw[1]
-        return ids[rows.astype(int)[:, None], cols.astype(int)[None, :]]
+        return ids if ids.shape == hw else _nearest_resize(ids, hw)
 
     def embed_text(self, text: str) -> np.ndarray:
         return self.inference.embed_text(text)

@@ -109,7 +109,11 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
 def load_weights(model, path: str | Path, strict_config: bool = True) -> dict:
     """Load a checkpoint's weights into ``model``; raise CheckpointError naming config fields, text encoder
     properties or tensors that do not match. Returns the metadata."""
-    cfg, tensors, meta = read_checkpoint(path)
+    return _load_read(model, path, *read_checkpoint(path), strict_config)
+
+
+def _load_read(model, path, cfg: ModelConfig, tensors: dict, meta: dict, strict_config: bool) -> dict:
+    """load_weights on a checkpoint already read with read_checkpoint."""
     p = weights_path(path)
     if strict_config and config_fingerprint(cfg) != config_fingerprint(model.cfg):
         diffs = diff_configs(config_to_dict(cfg), config_to_dict(model.cfg))
@@ -131,19 +135,20 @@ def load_weights(model, path: str | Path, strict_config: bool = True) -> dict:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", text_encoder: str | None = None):
-    """Rebuild the model from the config stored in the checkpoint and load its weights (eval mode)."""
+    """Rebuild the model from the config stored in the checkpoint and load its weights (eval mode); the
+    checkpoint's metadata is kept as ``model.checkpoint_meta``."""
     from .model import G2VLM
-    cfg, _, _ = read_checkpoint(path)
+    cfg, tensors, meta = read_checkpoint(path)  # read (and checksummed) once
     if text_encoder is not None:
         cfg.text_encoder = text_encoder  # same encoder in another folder: checked by fingerprint on load
     model = G2VLM(cfg)
-    load_weights(model, path, strict_config=False)
+    model.checkpoint_meta = _load_read(model, path, cfg, tensors, meta, strict_config=False)
     return model.to(device).eval()
 
 
-def training_image_hw(path: str | Path) -> tuple[int, int] | None:
-    """(H, W) the checkpoint was trained at, from its metadata; None when it does not record one."""
-    _, _, meta = read_checkpoint(path)
+def training_image_hw(meta: dict) -> tuple[int, int] | None:
+    """(H, W) a checkpoint was trained at, from its metadata (read_checkpoint's, or ``model.checkpoint_meta``
+    of load_model); None when it does not record one."""
     try:
         hw = json.loads(meta.get("extra", "{}")).get("train", {}).get("image_hw")
         return (int(hw[0]), int(hw[1])) if hw else None

@@ -210,7 +210,7 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
     ds = SynthDataset(root, split)
     n = len(ds) if not max_scenes else min(max_scenes, len(ds))
     cfg = pipeline_config or PipelineConfig()
-    hw = getattr(inf, "training_image_hw", None)
+    hw = inf.training_image_hw
     labeller = ModelLabeller(inf, Segmenter(cfg.segmenter), input_width=hw[1] if hw else 0, geometry_fill=True)
     from ..query import QueryEngine
     engine = QueryEngine(text_embedder=inf.embed_text)

@@ -106,6 +106,12 @@ def group_instances(sem_prob: torch.Tensor, votes: torch.Tensor, valid: torch.Te
     return out.reshape(h, w), info
 
 
+def _quantile_box(p: torch.Tensor) -> torch.Tensor:
+    """Box row (7,) [centre, size, yaw 0] spanning the 2-98 % quantiles of points (N >= 1, 3)."""
+    lo, hi = torch.quantile(p, 0.02, dim=0), torch.quantile(p, 0.98, dim=0)
+    return torch.cat([(lo + hi) / 2, (hi - lo).clamp_min(0.01), p.new_zeros(1)])
+
+
 def group_components(sem_prob: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, thing_ids: list[int],
                      edge_rel: float, min_px: int, max_instances: int) -> tuple[torch.Tensor, list[tuple[int, float]]]:
     """Instances as connected regions of one predicted class, cut where the depth jumps by more than ``edge_rel``
@@ -175,8 +181,9 @@ class G2VLMInference:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", text_encoder: str | None = None,
                         **runtime) -> "G2VLMInference":
         """Rebuild the model from the config stored in the checkpoint (``runtime``: see __init__)."""
-        inf = cls(load_model(path, device, text_encoder), device, **runtime)
-        inf.training_image_hw = training_image_hw(path)
+        model = load_model(path, device, text_encoder)
+        inf = cls(model, device, **runtime)
+        inf.training_image_hw = training_image_hw(model.checkpoint_meta)
         return inf
 
     def _autocast(self):
@@ -243,20 +250,17 @@ class G2VLMInference:
         boxes[..., 3:6] = 0.1
         valid = torch.zeros(len(per_frame), M, dtype=torch.bool, device=self.device)
         s = FINE_STRIDE
-        # Boxes from one sampled (not averaged: no flying points) refined point per fine cell.
-        pts_small = out["points_cam"].float()[:, :, s // 2::s, s // 2::s][..., :fm_hw[0], :fm_hw[1]]
-        pts_small = pts_small.flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
+        # Refined world points of every pixel (B, H, W, 3); boxes of the vote grouping from one sampled (not
+        # averaged: no flying points) point per fine cell.
+        pts_world = (out["points_cam"].float().flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2)
+                     + T[:, None, :3, 3]).reshape(len(per_frame), H, W, 3)
+        pts_small = pts_world[:, s // 2::s, s // 2::s][:, :fm_hw[0], :fm_hw[1]].reshape(len(per_frame), -1, 3)
         for b, (small_map, info, full_map) in enumerate(per_frame):
             small = small_map.flatten()
-            if full_map is not None:  # components: the refined points of the exact full-resolution mask
-                pts_full = out["points_cam"][b].float().flatten(1).T @ T[b, :3, :3].T + T[b, :3, 3]
-                full_ids = full_map.flatten()
+            full_ids = None if full_map is None else full_map.flatten()  # components: exact full-resolution masks
             for k in range(len(info)):
-                p = pts_small[b][small == k + 1] if full_map is None else pts_full[full_ids == k + 1]
-                if len(p) == 0:
-                    p = pts_small[b][:1]
-                lo, hi = torch.quantile(p, 0.02, dim=0), torch.quantile(p, 0.98, dim=0)
-                boxes[b, k, :3], boxes[b, k, 3:6] = (lo + hi) / 2, (hi - lo).clamp_min(0.01)
+                p = pts_small[b][small == k + 1] if full_ids is None else pts_world[b].reshape(-1, 3)[full_ids == k + 1]
+                boxes[b, k] = _quantile_box(p if len(p) else pts_small[b][:1])
                 valid[b, k] = True
         # Object features pool over exact cell masks (vote grouping) or the full-resolution masks' cell fractions.
         masks = torch.stack([object_masks((sm if f is None else f)[None], M, fm_hw)[0] for sm, _, f in per_frame])
@@ -270,8 +274,7 @@ class G2VLMInference:
         thing_np = np.zeros(max(self.cfg.num_semantic, 1), bool)
         thing_np[self.thing_ids] = True
         rgb_np = rgb.permute(0, 2, 3, 1).float().cpu().numpy()
-        pts_np = (out["points_cam"].float().flatten(2).transpose(1, 2) @ T[:, :3, :3].transpose(1, 2)
-                  + T[:, None, :3, 3]).reshape(len(per_frame), H, W, 3).cpu().numpy()
+        pts_np = pts_world.cpu().numpy()
         names = self.cfg.semantic_names
         for b, (small_map, info, full_map) in enumerate(per_frame):
             if full_map is not None:
@@ -292,10 +295,11 @@ class G2VLMInference:
             results.append(KeyframeResult(depth_np[b], normals_np[b], conf_np[b], sem_np[b], fmap, insts))
         for b, reg in enumerate(regions or []):
             if reg is not None:
-                results[b].region_embeddings = self._embed_regions(b, reg, out, enc, T, fm_hw)
+                results[b].region_embeddings = self._embed_regions(b, reg, pts_world[b], out, enc, T, fm_hw)
         return results
 
-    def _embed_regions(self, b: int, reg, out: dict, enc: dict, T: torch.Tensor, fm_hw) -> dict[int, np.ndarray]:
+    def _embed_regions(self, b: int, reg, pts_world: torch.Tensor, out: dict, enc: dict, T: torch.Tensor,
+                       fm_hw) -> dict[int, np.ndarray]:
         r = torch.as_tensor(np.asarray(reg), dtype=torch.long, device=self.device)
         if r.shape != out["depth"].shape[-2:]:
             raise ValueError(f"regions are {tuple(r.shape)} but the keyframe is {tuple(out['depth'].shape[-2:])}")
@@ -305,13 +309,11 @@ class G2VLMInference:
         remap = torch.zeros(int(r.max()) + 1, dtype=torch.long, device=self.device)
         remap[ids] = torch.arange(1, len(ids) + 1, device=self.device)
         rr = remap[r.clamp_min(0)]
-        pts = out["points_cam"][b].float().flatten(1).T @ T[b, :3, :3].T + T[b, :3, 3]
+        pts = pts_world.reshape(-1, 3)
         boxes = torch.zeros(1, len(ids), 7, device=self.device)
         flat = rr.flatten()
         for j in range(len(ids)):
-            p = pts[flat == j + 1]
-            lo, hi = torch.quantile(p, 0.02, dim=0), torch.quantile(p, 0.98, dim=0)
-            boxes[0, j, :3], boxes[0, j, 3:6] = (lo + hi) / 2, (hi - lo).clamp_min(0.01)
+            boxes[0, j] = _quantile_box(pts[flat == j + 1])
         B = out["depth"].shape[0]
         enc_b = {k: (v[b:b + 1] if torch.is_tensor(v) and v.ndim and v.shape[0] == B else v) for k, v in enc.items()}
         valid = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
@@ -375,7 +377,6 @@ class G2VLMInference:
         bx, emb, T = self._objects(boxes, embeddings, T_world_cam)
         if emb is None:
             raise ValueError("grounding needs object embeddings")
-        self.embed_text(query)
         text = self.model.encode_text([query])
         valid = torch.ones(1, len(boxes), dtype=torch.bool, device=self.device)
         return self.model.ground_queries(text, emb, bx, valid, T)["ground_scores"][0].float().cpu().numpy()
