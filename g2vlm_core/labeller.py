@@ -97,6 +97,22 @@ class ModelLabeller:
     def embed_text(self, text: str) -> np.ndarray:
         return self.inference.embed_text(text)
 
+    def ground(self, text: str, objects, viewpoint) -> np.ndarray | None:
+        """The model's grounding-head scores (K,) of scene objects (their embeddings and boxes) for a referring
+        expression seen from ``viewpoint`` (-inf for objects without an embedding); None when it cannot score
+        them (no viewpoint, no embedding). The QueryEngine's ``grounder``."""
+        have = [i for i, o in enumerate(objects) if o.embedding is not None]
+        if viewpoint is None or not have:
+            return None
+        try:
+            T = viewpoint.pose()
+        except ValueError:  # looking straight up or down
+            return None
+        out = np.full(len(objects), -np.inf)
+        out[have] = self.inference.ground(text, np.stack([objects[i].embedding for i in have]),
+                                          [objects[i].box for i in have], T)
+        return out
+
     def __call__(self, frame: RGBDFrame, T_world_cam: np.ndarray) -> list[Segment] | None:
         self.calls += 1
         geo = self.segmenter.segment_frame(frame, T_world_cam) if (self.keep_planes or self.geometry_fill) else []
@@ -116,8 +132,11 @@ class ModelLabeller:
         scores = {k: float(res.instances[k - 1].score) for k in keep}
         embeddings = {k: res.instances[k - 1].embedding for k in keep}
         segments = self.segmenter.segments_from_instances(frame, ids, labels, scores, embeddings, T_world_cam)
+        self._whole_boxes((s, res.instances[s.instance_id - 1].box_faces) for s in segments)
         if regions is not None:
-            segments += self._fill(objs, regions, ids_model, res)
+            filled = self._fill(objs, regions, ids_model, res)
+            self._whole_boxes((s, res.region_faces.get(j)) for j, s in filled)
+            segments += [s for _, s in filled]
         if self.keep_planes:
             segments += [s for s in geo if s.kind == "support"]
         return segments
@@ -140,9 +159,20 @@ class ModelLabeller:
             reg[v[ok], u[ok]] = j
         return np.where(reg > 0, reg, ndimage.maximum_filter(reg, size=3))
 
-    def _fill(self, objs: list[Segment], regions: np.ndarray, ids_model: np.ndarray, res) -> list[Segment]:
-        """Geometric object segments the model's instances leave (mostly) uncovered: labelled by the model's
-        semantics over their pixels when one object class holds most of them, embedded by the model's object head."""
+    @staticmethod
+    def _whole_boxes(pairs) -> None:
+        """Whole-object boxes of segments from the amodal box head's face offsets, (segment, faces or None) pairs:
+        applied to the box of the segment's own points, the points the map integrates, so that a mask that bled
+        onto the background does not inflate the object's box."""
+        from .scene_graph import visible_box
+        for s, f in pairs:
+            if f is not None and len(s.points_world) >= 3:
+                s.amodal_box = visible_box(s.points_world).grown(f)
+
+    def _fill(self, objs: list[Segment], regions: np.ndarray, ids_model: np.ndarray, res) -> list[tuple[int, Segment]]:
+        """Geometric object segments the model's instances leave (mostly) uncovered, with their region ids: labelled
+        by the model's semantics over their pixels when one object class holds most of them, embedded by the
+        model's object head."""
         cfg = self.inference.cfg
         thing = np.zeros(max(len(cfg.semantic_names), 1), dtype=bool)
         thing[list(self.inference.thing_ids)] = True
@@ -159,5 +189,5 @@ class ModelLabeller:
             seg.label = cfg.semantic_names[c] if share >= 0.5 else None
             seg.label_score = float(share) if seg.label else 0.0
             seg.embedding = res.region_embeddings.get(j)
-            out.append(seg)
+            out.append((j, seg))
         return out

@@ -15,13 +15,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
-
 from .attributes import color_name, size_class
 from .camera import CameraIntrinsics, check_rigid, invert_transform
 from .predicates import (PREDICATES, VIEW_DEPENDENT, PredicateConfig, Viewpoint, compute_relations,
                          pairwise_confidences)
-from .scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation
+from .scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation, gravity_box  # noqa: F401 (re-exported)
 from .segmentation import Segment, pack_keys, unpack_keys, up_vector
 
 log = logging.getLogger(__name__)
@@ -66,6 +64,9 @@ class ObjectMapConfig:
     ratio_min_expected: int = 20  # the ratio rule waits for this many expected frames
     max_view_depth_m: float = 5.0  # an object is expected in view when its centroid projects into the image
     # in front of the camera and closer than this (needs intrinsics and a pose in update)
+    amodal_boxes: bool = True  # boxes reach as far as the model's whole-object estimates of the segments (their
+    # weighted median per face, in the axes of the points' box) where those extend beyond the seen points
+    max_amodal_estimates: int = 32  # latest whole-object estimates kept per object
     up_axis: str | None = "+z"  # world up; '+z'/'-z' give yaw boxes, other axes or None axis-aligned boxes
     unknown_label: str = "object"  # label of objects that never received one ...
     support_label: str = "surface"  # ... and of unlabelled support objects (table tops found as planes)
@@ -113,6 +114,7 @@ class _Object:
         self.label_votes: dict[str, float] = {}
         self.emb_sum: np.ndarray | None = None  # (D,) sum of unit embeddings
         self.emb_n = 0
+        self.amodal: list[np.ndarray] = []  # (8,) whole-object box estimates: centre, size, yaw, weight
         self.observations = 0
         self.expected = 0  # frames the object was expected in view (observed frames included)
         self.first_seen_s = stamp_s
@@ -199,6 +201,7 @@ class _Object:
         if other.emb_sum is not None and (self.emb_sum is None or self.emb_sum.shape == other.emb_sum.shape):
             self.emb_sum = other.emb_sum.copy() if self.emb_sum is None else self.emb_sum + other.emb_sum
             self.emb_n += other.emb_n
+        self.amodal = self.amodal + other.amodal
         # Both were usually seen in the same frames, so the larger count is the honest lower bound.
         self.observations = max(self.observations, other.observations)
         self.expected = max(self.expected, other.expected)
@@ -211,6 +214,7 @@ class _Object:
                 "voxels": unpack_keys(self.keys).tolist(), "psum": self.psum.tolist(), "csum": self.csum.tolist(),
                 "cnt": self.cnt.tolist(), "label_votes": dict(self.label_votes),
                 "emb_sum": None if self.emb_sum is None else self.emb_sum.tolist(), "emb_n": self.emb_n,
+                "amodal": [a.tolist() for a in self.amodal],
                 "observations": self.observations, "expected": self.expected,
                 "first_seen_s": self.first_seen_s, "last_seen_s": self.last_seen_s}
 
@@ -228,6 +232,7 @@ class _Object:
         o.label_votes = {str(k): float(v) for k, v in d.get("label_votes", {}).items()}
         o.emb_sum = None if d.get("emb_sum") is None else np.asarray(d["emb_sum"], dtype=np.float64)
         o.emb_n = int(d.get("emb_n", 0))
+        o.amodal = [np.asarray(a, dtype=np.float64).reshape(8) for a in d.get("amodal", [])]
         o.observations, o.expected = int(d["observations"]), int(d["expected"])
         o.last_seen_s = float(d["last_seen_s"])
         return o
@@ -250,41 +255,27 @@ def _packed_offsets(offsets: np.ndarray) -> np.ndarray:
     return pack_keys(offsets) - pack_keys(np.zeros((1, 3), dtype=np.int64))
 
 
-def gravity_box(points: np.ndarray, yaw_about_z: bool = True) -> Box3D:
-    """Box around points (N, 3): z extent from the points, yaw from the minimal-area rectangle of the xy
-    footprint (rotating calipers over the convex hull edges), yaw normalised to [-pi/4, pi/4).
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-column weighted median of x (N, K) with weights w (N,) > 0."""
+    order = np.argsort(x, axis=0)
+    cw = np.cumsum(w[order], axis=0)
+    idx = np.argmax(cw >= 0.5 * cw[-1], axis=0)
+    return x[order[idx, np.arange(x.shape[1])], np.arange(x.shape[1])]
 
-    Written by hand: neither scipy nor Open3D has a 2D minimal-area rectangle (Open3D's oriented box is 3D and
-    not gravity-aligned). With ``yaw_about_z`` False, or a degenerate footprint, the box is axis-aligned.
-    """
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if not yaw_about_z or len(p) < 3:
-        return Box3D.from_points(p)
-    xy = p[:, :2]
-    try:
-        hull = xy[ConvexHull(xy).vertices]  # (H, 2), counter-clockwise
-    except (QhullError, ValueError):
-        return Box3D.from_points(p)  # collinear or coincident footprint
-    edges = np.roll(hull, -1, axis=0) - hull
-    angles = np.unique(np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2.0))  # (E,) in [0, pi/2)
-    c, s = np.cos(angles), np.sin(angles)
-    # Hull points in each candidate frame (rotated by -angle): (E, H)
-    u = hull[None, :, 0] * c[:, None] + hull[None, :, 1] * s[:, None]
-    v = -hull[None, :, 0] * s[:, None] + hull[None, :, 1] * c[:, None]
-    area = (u.max(1) - u.min(1)) * (v.max(1) - v.min(1))
-    best = int(np.argmin(area))
-    yaw = float(angles[best])
-    umin, umax, vmin, vmax = u[best].min(), u[best].max(), v[best].min(), v[best].max()
-    su, sv = umax - umin, vmax - vmin
-    cu, cv = (umin + umax) / 2.0, (vmin + vmax) / 2.0
-    if yaw >= np.pi / 4.0:
-        # Same rectangle described with its axes swapped, so that yaw stays in [-pi/4, pi/4).
-        yaw -= np.pi / 2.0
-        su, sv = sv, su
-    centre_xy = np.array([np.cos(angles[best]) * cu - np.sin(angles[best]) * cv,
-                          np.sin(angles[best]) * cu + np.cos(angles[best]) * cv])
-    zmin, zmax = p[:, 2].min(), p[:, 2].max()
-    return Box3D(np.array([centre_xy[0], centre_xy[1], (zmin + zmax) / 2.0]), np.array([su, sv, zmax - zmin]), yaw)
+
+def _extend_box(box: Box3D, estimates: list[np.ndarray]) -> Box3D:
+    """``box`` (of the seen points) with each face moved out to the weighted median of where the whole-object
+    estimates (N x [centre, size, yaw, weight]) put it, in ``box``'s axes; never inside the seen points. Each
+    estimate is taken as aligned with ``box`` to the nearest quarter turn (its x/y sizes swapped when it is turned
+    by about 90 degrees): rotating it instead would inflate its extent by the small yaw disagreements of views."""
+    e = np.asarray(estimates, dtype=np.float64)
+    size = e[:, 3:6].copy()
+    turned = np.mod(np.round((e[:, 6] - box.yaw) / (np.pi / 2)), 2) == 1
+    size[turned] = size[turned][:, [1, 0, 2]]
+    centre = (e[:, :3] - box.center) @ box.rotation  # (N, 3) in box's axes
+    med = _weighted_median(np.concatenate([centre - size / 2, centre + size / 2], axis=1), np.maximum(e[:, 7], 1e-6))
+    lo, hi = np.minimum(-box.size / 2, med[:3]), np.maximum(box.size / 2, med[3:])
+    return Box3D(box.center + box.rotation @ ((lo + hi) / 2), hi - lo, box.yaw)
 
 
 class ObjectMap:
@@ -566,6 +557,9 @@ class ObjectMap:
         if emb is not None and (o.emb_sum is None or o.emb_sum.shape == emb.shape):
             o.emb_sum = emb.copy() if o.emb_sum is None else o.emb_sum + emb
             o.emb_n += 1
+        b = seg.amodal_box
+        if b is not None and np.all(np.isfinite(b.center)) and np.all(np.isfinite(b.size)) and np.isfinite(b.yaw):
+            o.amodal = (o.amodal + [np.r_[b.center, b.size, b.yaw, float(len(pts))]])[-self.config.max_amodal_estimates:]
         o.first_seen_s = min(o.first_seen_s, stamp_s)
         o.last_seen_s = max(o.last_seen_s, stamp_s)
 
@@ -655,7 +649,10 @@ class ObjectMap:
 
     def _box(self, o: _Object) -> Box3D:
         if "box" not in o._cache:
-            o._cache["box"] = gravity_box(o.points(), yaw_about_z=self.config.up_axis in ("+z", "-z"))
+            box = gravity_box(o.points(), yaw_about_z=self.config.up_axis in ("+z", "-z"))
+            if self.config.amodal_boxes and o.amodal:
+                box = _extend_box(box, o.amodal)
+            o._cache["box"] = box
         return o._cache["box"]
 
     def _scene_object(self, o: _Object) -> SceneObject:

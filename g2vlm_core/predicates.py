@@ -63,6 +63,19 @@ class Viewpoint:
         T = np.asarray(T_world_cam, dtype=np.float64)
         return cls(T[:3, 3].copy(), T[:3, 2].copy(), frame_id)
 
+    def pose(self) -> np.ndarray:
+        """(4, 4) pose of an optical-frame camera (z forward, x right, y down) at this viewpoint, level (no roll);
+        the inverse of ``from_pose`` up to roll. Raises ValueError when looking straight up or down."""
+        z = np.asarray(self.forward, dtype=np.float64)
+        z = z / max(np.linalg.norm(z), 1e-12)
+        x = np.cross(z, UP)
+        if np.linalg.norm(x) < 1e-6:
+            raise ValueError("viewpoint looks straight up or down: its camera pose is undefined")
+        x /= np.linalg.norm(x)
+        T = np.eye(4)
+        T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, np.cross(z, x), z, self.position
+        return T
+
     def axes(self) -> tuple[np.ndarray, np.ndarray]:
         """Horizontal unit (forward, right) axes; raises ValueError when looking straight up or down."""
         f = np.asarray(self.forward, dtype=np.float64).copy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.spatial import ConvexHull, QhullError
 
 
 @dataclass
@@ -55,12 +56,69 @@ class Box3D:
         local = (np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.center) @ self.rotation
         return np.all(np.abs(local) <= self.size / 2.0 + margin, axis=1)
 
+    def grown(self, faces: np.ndarray, min_size: float = 0.01) -> "Box3D":
+        """This box with its faces moved ``faces`` (6,) metres outward (order -x, -y, -z, +x, +y, +z in the box's
+        own axes; negative = inward), same yaw; sizes at least ``min_size``."""
+        f = np.asarray(faces, dtype=np.float64).reshape(6)
+        lo, hi = -self.size / 2 - f[:3], self.size / 2 + f[3:]
+        return Box3D(self.center + self.rotation @ ((lo + hi) / 2), np.maximum(hi - lo, min_size), self.yaw)
+
     def to_dict(self) -> dict:
         return {"center": self.center.tolist(), "size": self.size.tolist(), "yaw": self.yaw}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Box3D":
         return cls(d["center"], d["size"], d.get("yaw", 0.0))
+
+
+def gravity_box(points: np.ndarray, yaw_about_z: bool = True) -> Box3D:
+    """Box around points (N, 3): z extent from the points, yaw from the minimal-area rectangle of the xy
+    footprint (rotating calipers over the convex hull edges), yaw normalised to [-pi/4, pi/4).
+
+    Written by hand: neither scipy nor Open3D has a 2D minimal-area rectangle (Open3D's oriented box is 3D and
+    not gravity-aligned). With ``yaw_about_z`` False, or a degenerate footprint, the box is axis-aligned.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if not yaw_about_z or len(p) < 3:
+        return Box3D.from_points(p)
+    xy = p[:, :2]
+    try:
+        hull = xy[ConvexHull(xy).vertices]  # (H, 2), counter-clockwise
+    except (QhullError, ValueError):
+        return Box3D.from_points(p)  # collinear or coincident footprint
+    edges = np.roll(hull, -1, axis=0) - hull
+    angles = np.unique(np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2.0))  # (E,) in [0, pi/2)
+    c, s = np.cos(angles), np.sin(angles)
+    # Hull points in each candidate frame (rotated by -angle): (E, H)
+    u = hull[None, :, 0] * c[:, None] + hull[None, :, 1] * s[:, None]
+    v = -hull[None, :, 0] * s[:, None] + hull[None, :, 1] * c[:, None]
+    area = (u.max(1) - u.min(1)) * (v.max(1) - v.min(1))
+    best = int(np.argmin(area))
+    yaw = float(angles[best])
+    umin, umax, vmin, vmax = u[best].min(), u[best].max(), v[best].min(), v[best].max()
+    su, sv = umax - umin, vmax - vmin
+    cu, cv = (umin + umax) / 2.0, (vmin + vmax) / 2.0
+    if yaw >= np.pi / 4.0:
+        # Same rectangle described with its axes swapped, so that yaw stays in [-pi/4, pi/4).
+        yaw -= np.pi / 2.0
+        su, sv = sv, su
+    centre_xy = np.array([np.cos(angles[best]) * cu - np.sin(angles[best]) * cv,
+                          np.sin(angles[best]) * cu + np.cos(angles[best]) * cv])
+    zmin, zmax = p[:, 2].min(), p[:, 2].max()
+    return Box3D(np.array([centre_xy[0], centre_xy[1], (zmin + zmax) / 2.0]), np.array([su, sv, zmax - zmin]), yaw)
+
+
+def visible_box(points: np.ndarray, trim: float = 0.02) -> Box3D:
+    """gravity_box of the points left after dropping those outside the ``trim`` .. 1 - ``trim`` quantiles of any
+    world axis (flying pixels at depth edges); the box of what a view shows of an object, which the model's amodal
+    box head completes. At least 3 points (N, 3)."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(p) >= 10 and trim > 0:
+        lo, hi = np.quantile(p, trim, axis=0), np.quantile(p, 1.0 - trim, axis=0)
+        keep = np.all((p >= lo) & (p <= hi), axis=1)
+        if keep.sum() >= 3:
+            p = p[keep]
+    return gravity_box(p)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .camera import CameraIntrinsics, GeometryError, check_rigid, pixel_rays
 from .frame import RGBDFrame
+from .scene_graph import Box3D
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Segment:
     kind: str = "object"
     plane: np.ndarray | None = None
     instance_id: int = -1  # the producer's id within its frame (mask id, cluster index); -1 if none
+    amodal_box: Box3D | None = None  # a model's estimate of the whole object's world box (its unseen parts too)
 
     def __post_init__(self) -> None:
         self.points_world = np.asarray(self.points_world, dtype=np.float32).reshape(-1, 3)

@@ -168,7 +168,8 @@ class PerceptionNode(Node):
         self.pub_processed = self.create_publisher(Header, "processed", RELIABLE)
 
         engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results),
-                             text_embedder=None if labeller is None else labeller.embed_text)
+                             text_embedder=None if labeller is None else labeller.embed_text,
+                             grounder=None if labeller is None else labeller.ground)
         self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint)
         services = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "reset", self._on_reset, callback_group=services)

@@ -106,16 +106,19 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     return cfg, tensors, meta
 
 
-def load_weights(model, path: str | Path, strict_config: bool = True) -> dict:
+def load_weights(model, path: str | Path, strict_config: bool = True, new_modules: tuple[str, ...] = ()) -> dict:
     """Load a checkpoint's weights into ``model``; raise CheckpointError naming config fields, text encoder
-    properties or tensors that do not match. Returns the metadata."""
-    return _load_read(model, path, *read_checkpoint(path), strict_config)
+    properties or tensors that do not match. ``new_modules``: parameter-name prefixes of modules the checkpoint
+    may lack (a head being added to a trained model); then the configs are not compared, but every tensor the
+    checkpoint has must still fit. Returns the metadata."""
+    return _load_read(model, path, *read_checkpoint(path), strict_config, new_modules)
 
 
-def _load_read(model, path, cfg: ModelConfig, tensors: dict, meta: dict, strict_config: bool) -> dict:
+def _load_read(model, path, cfg: ModelConfig, tensors: dict, meta: dict, strict_config: bool,
+               new_modules: tuple[str, ...] = ()) -> dict:
     """load_weights on a checkpoint already read with read_checkpoint."""
     p = weights_path(path)
-    if strict_config and config_fingerprint(cfg) != config_fingerprint(model.cfg):
+    if strict_config and not new_modules and config_fingerprint(cfg) != config_fingerprint(model.cfg):
         diffs = diff_configs(config_to_dict(cfg), config_to_dict(model.cfg))
         raise CheckpointError(f"{p} was trained with another model config: " + "; ".join(diffs))
     saved_text = json.loads(meta.get("text_encoder", "{}"))
@@ -123,7 +126,7 @@ def _load_read(model, path, cfg: ModelConfig, tensors: dict, meta: dict, strict_
         raise CheckpointError(f"{p} expects text encoder {saved_text} but the local one is {model.text.fingerprint()} "
                               f"(text_encoder={model.cfg.text_encoder!r})")
     own = _state_to_save(model)
-    missing = sorted(set(own) - set(tensors))
+    missing = sorted(k for k in set(own) - set(tensors) if not (new_modules and k.startswith(tuple(new_modules))))
     unexpected = sorted(set(tensors) - set(own))
     shapes = [f"{k}: {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}" for k in own
               if k in tensors and tensors[k].shape != own[k].shape]

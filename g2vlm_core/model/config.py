@@ -43,6 +43,7 @@ class ModelConfig:
     answer_vocab: tuple[str, ...] = ("no", "yes")  # text-answer classifier vocabulary
     residual_max: float = 0.1  # max relative depth correction |refined / input - 1| (bounds the damage at edges)
     max_depth_m: float = 10.0  # depths beyond this are treated as invalid
+    amodal_boxes: bool = False  # amodal box head: whole-object boxes from the box of an object's visible part
     # language encoder
     text_encoder: str = MINILM  # a local Hugging Face folder, or the MiniLM sentinel
     text_max_len: int = 32  # tokens per query (longer ones are truncated)
@@ -73,16 +74,20 @@ class LossConfig:
     w_ground: float = 1.0  # cross entropy of referring expressions over the objects of their frame
     w_spatial: float = 1.0  # BCE over predicates for object pairs
     w_text: float = 0.5  # cross entropy over the answer vocabulary
+    w_box: float = 0.0  # smooth L1 on the faces of amodal boxes (needs model.amodal_boxes)
     conf_tol_m: float = 0.02  # a point is "confident" when its 3D error is below this
     align_temperature: float = 0.07  # InfoNCE temperature
 
 
 @dataclass
 class TrainConfig:
-    stage: int = 1  # 1: geometry pretraining (language terms off); 2: joint geometry-language fine-tuning
+    stage: int = 1  # 1: geometry pretraining (language terms off); 2: joint geometry-language fine-tuning;
+    # 3: a head added to a trained model (e.g. the amodal box head), the rest frozen (see ``trainable``)
     data_root: str = "data/synth"  # SynthDataset root
     out_dir: str = "runs/stage1"  # checkpoints and logs go here
     init_from: str = ""  # checkpoint to start from (stage 2 starts from the stage-1 checkpoint)
+    trainable: tuple[str, ...] = ()  # parameter-name prefixes that train (the rest frozen); () = all. With it,
+    # init_from may lack the tensors under these prefixes (a new head) and differ in the config fields they need
     resume: bool = True  # continue from out_dir/last if it exists
     image_hw: tuple[int, int] = (120, 160)  # training resolution (frames are resized)
     batch_size: int = 4  # frames per step per process
@@ -192,11 +197,19 @@ RUNTIME_FIELDS = ("dtype", "text_cache_size", "cluster_radius_m", "min_instance_
                   "instance_grouping", "depth_edge_rel")
 
 
+# Architecture fields added after checkpoints were shipped: fingerprinted only when not at their default, so that
+# checkpoints written before a field existed keep their fingerprint (and load, with the field at its default).
+LATER_FIELDS = {"amodal_boxes": False}
+
+
 def config_fingerprint(cfg: ModelConfig) -> str:
     """Short hash of the architecture-defining model config (runtime-only fields excluded)."""
     d = config_to_dict(cfg)
     for k in RUNTIME_FIELDS + ("dropout",):
         d.pop(k, None)
+    for k, default in LATER_FIELDS.items():
+        if d.get(k) == default:
+            d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

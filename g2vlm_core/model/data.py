@@ -12,6 +12,8 @@ Batch contract (what ``G2VLM.forward`` reads; B frames of H x W, M object slots,
     semantic_ids  (B, H, W) int64 category id, 0 = void, -1 = ignore
     instance_ids  (B, H, W) int64: k >= 1 -> object slot k - 1 of this frame, 0 = no object
     obj_boxes     (B, M, 7) float32 world boxes: centre (3), size (3), yaw
+    obj_visible_boxes (B, M, 7) float32 boxes of each object's visible part (scene_graph.visible_box of its pixels'
+                  points from the sensor depth), the input of the amodal box head; obj_visible_valid (B, M) bool
     obj_valid     (B, M) bool, slot holds an object
     obj_category  (B, M) int64 semantic id of each object
     obj_text      list of B lists of label phrases (e.g. "red mug"), one per valid slot, for L_align
@@ -33,7 +35,7 @@ from torch.utils.data import Dataset
 from ..camera import CameraIntrinsics, backproject, transform_points
 from ..frame import RGBDFrame
 from ..predicates import PREDICATES, Viewpoint, pairwise_confidences
-from ..scene_graph import Box3D, SceneObject
+from ..scene_graph import Box3D, SceneObject, visible_box
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,9 @@ def frame_to_example(frame: RGBDFrame, objects: list[SceneObject], categories: t
     M = len(objs)
     out["obj_boxes"] = torch.tensor([[*o.box.center, *o.box.size, o.box.yaw] for o in objs],
                                     dtype=torch.float32).reshape(M, 7)
+    d = out["depth"][0].numpy()
+    out["obj_visible_boxes"], out["obj_visible_valid"] = slot_visible_boxes(
+        transform_points(T, backproject(d, intr)), np.isfinite(d) & (d > 0), out["instance_ids"].numpy(), M)
     out["obj_category"] = torch.tensor([categories.index(o.label) if o.label in categories else 0 for o in objs],
                                        dtype=torch.int64)
     P = len(PREDICATES)
@@ -150,6 +155,32 @@ def frame_to_example(frame: RGBDFrame, objects: list[SceneObject], categories: t
     return out
 
 
+MAX_BOX_POINTS = 1024  # visible boxes from at most this many points of an instance (a spatially even sample)
+
+
+def slot_visible_boxes(points: np.ndarray, valid: np.ndarray, slots: np.ndarray,
+                       M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, 7) boxes (scene_graph.visible_box) of the world points (H, W, 3) at the ``valid`` (H, W) pixels of each
+    slot (``slots`` (H, W): k >= 1 -> slot k - 1), and (M,) whether a slot had the 3 points a box needs. The boxes
+    the amodal box head completes, in training (true instance masks) and inference (predicted ones) alike."""
+    boxes, ok = torch.zeros(M, 7), torch.zeros(M, dtype=torch.bool)
+    boxes[:, 3:6] = 0.1
+    sel = valid & (slots > 0) & (slots <= M)
+    ids = slots[sel]
+    order = np.argsort(ids, kind="stable")  # one pass over the image, not one per slot
+    ids, pts = ids[order], points[sel][order]
+    bounds = np.searchsorted(ids, np.arange(1, M + 2))
+    for k in range(M):
+        p = pts[bounds[k]:bounds[k + 1]]
+        if len(p) > MAX_BOX_POINTS:  # every n-th pixel: about the same quantiles, far less work at 640x480
+            p = p[::-(-len(p) // MAX_BOX_POINTS)]
+        if len(p) >= 3:
+            b = visible_box(p)
+            boxes[k] = torch.tensor([*b.center, *b.size, b.yaw], dtype=torch.float32)
+            ok[k] = True
+    return boxes, ok
+
+
 def collate(examples: list[dict]) -> dict:
     """Stack examples into the batch contract, padding object slots to the batch's max M."""
     B = len(examples)
@@ -168,6 +199,14 @@ def collate(examples: list[dict]) -> dict:
         m = e["obj_boxes"].shape[0]
         boxes[b, :m], valid[b, :m], cat[b, :m] = e["obj_boxes"], True, e["obj_category"]
         rel[b, :m, :m] = e["rel_targets"]
+    if all("obj_visible_boxes" in e for e in examples):
+        vis = torch.zeros(B, M, 7)
+        vis[..., 3:6] = 0.1
+        vis_ok = torch.zeros(B, M, dtype=torch.bool)
+        for b, e in enumerate(examples):
+            m = e["obj_visible_boxes"].shape[0]
+            vis[b, :m], vis_ok[b, :m] = e["obj_visible_boxes"], e["obj_visible_valid"]
+        batch.update(obj_visible_boxes=vis, obj_visible_valid=vis_ok)
     batch.update(obj_boxes=boxes, obj_valid=valid, obj_category=cat, rel_targets=rel,
                  rel_valid=valid[:, :, None] & valid[:, None, :] & ~torch.eye(M, dtype=torch.bool)[None])
     if "obj_text" in examples[0]:

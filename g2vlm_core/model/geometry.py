@@ -173,3 +173,34 @@ def pair_features(boxes: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tenso
     margins = (metric / 0.05).clamp(-6, 6)
     dist = d.norm(dim=-1, keepdim=True)
     return torch.cat([metric, margins, frac, dist, (dist / 0.05).clamp(max=20) / 20], dim=-1)  # (B, M, M, 22)
+
+
+_CORNER_SIGNS = torch.tensor([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])  # (8, 3)
+
+
+def _yaw_rotate(v: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """Vectors ``(..., K, 3)`` rotated by ``yaw (...)`` about +z."""
+    c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
+    return torch.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1], v[..., 2]], dim=-1)
+
+
+def box_extents_in(boxes: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Extent ``(..., 6)`` = (min xyz, max xyz) of the corners of boxes ``(..., 7)`` in the local axes of the boxes
+    ``frames (..., 7)`` (origin at their centres)."""
+    half = boxes[..., None, 3:6] / 2 * _CORNER_SIGNS.to(boxes)  # (..., 8, 3)
+    world = _yaw_rotate(half, boxes[..., 6]) + boxes[..., None, :3]
+    local = _yaw_rotate(world - frames[..., None, :3], -frames[..., 6])
+    return torch.cat([local.amin(-2), local.amax(-2)], dim=-1)
+
+
+VISIBLE_BOX_FEATURES = 8
+
+
+def visible_box_features(boxes: torch.Tensor, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """Per-object features ``(B, M, 8)`` of the boxes of visible parts: log size (3), the direction to the camera in
+    the box's axes (3), log distance to the camera, centre height above the camera (metres; world z up)."""
+    cam = T_world_cam[:, None, :3, 3]  # (B, 1, 3)
+    rel = _yaw_rotate((cam - boxes[..., :3])[..., None, :], -boxes[..., 6])[..., 0, :]  # (B, M, 3)
+    dist = rel.norm(dim=-1, keepdim=True).clamp_min(1e-3)
+    return torch.cat([torch.log(boxes[..., 3:6].clamp_min(0.01)), rel / dist, torch.log(dist),
+                      boxes[..., 2:3] - cam[..., 2:3]], dim=-1)

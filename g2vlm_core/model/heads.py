@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .fusion import MASKED, FusionBlock, ObjectContext
-from .geometry import (PAIR_FEATURES, box_features, box_half_extents, image_positions, pair_features, project_to_pixels,
-                       unit)
+from .geometry import (PAIR_FEATURES, VISIBLE_BOX_FEATURES, box_features, box_half_extents, image_positions,
+                       pair_features, project_to_pixels, unit, visible_box_features)
 
 BOX_FEATURES = 9
 
@@ -89,6 +89,27 @@ class ObjectHead(nn.Module):
                        enc["coarse_xyz"], enc["coarse_valid"], T_world_cam)
         feat = self.norm(tok)
         return {"obj_feat": feat, "obj_embed": F.normalize(self.embed(feat), dim=-1)}  # (B, M, D), (B, M, E)
+
+
+class AmodalBoxHead(nn.Module):
+    """Amodal (whole-object) boxes from the boxes of what a view shows of each object: how far each face of the
+    visible part's box (in that box's axes) lies inside the object's full extent, from mask-pooled features and
+    colour, the visible box's size and the side the camera sees it from (a cabinet seen from the front is deeper
+    than its front face; a lamp's shade implies a pole below). Starts as the identity (the visible box)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.width + 3 + VISIBLE_BOX_FEATURES, cfg.dim), nn.GELU(),
+                                 nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, 6))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, fine_map, rgb_small, masks, visible_boxes, T_world_cam) -> dict[str, torch.Tensor]:
+        """fine_map (B, C, h, w), rgb_small (B, 3, h, w), masks (B, M, h, w), visible_boxes (B, M, 7) world ->
+        box_faces (B, M, 6): metres each face of the visible box moves outward (-x, -y, -z, +x, +y, +z in its axes;
+        scene_graph.Box3D.grown applies them)."""
+        pooled = torch.cat([pool_masks(fine_map, masks), pool_masks(rgb_small, masks) - 0.5], dim=-1)
+        return {"box_faces": self.net(torch.cat([pooled, visible_box_features(visible_boxes, T_world_cam)], dim=-1))}
 
 
 class RelationHead(nn.Module):

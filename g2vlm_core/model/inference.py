@@ -16,6 +16,7 @@ from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 from .checkpoint import load_model, training_image_hw
 from .config import RUNTIME_FIELDS
+from .data import slot_visible_boxes
 from .model import FINE_STRIDE, G2VLM, object_masks
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,13 @@ class InstanceProposal:
     label: str
     semantic_id: int
     score: float  # mean semantic probability of its pixels
-    box: Box3D
+    box: Box3D  # the whole object's box from the amodal box head when the model has one, else visible_box
     embedding: np.ndarray  # (E,) unit, language-aligned
     centroid: np.ndarray  # (3,) world
     mean_color: np.ndarray  # (3,) RGB in [0, 1]
     pixel_count: int
+    visible_box: Box3D | None = None  # box of the visible part (scene_graph.visible_box of its points)
+    box_faces: np.ndarray | None = None  # (6,) the amodal box head's output: box = visible_box.grown(box_faces)
 
 
 @dataclass
@@ -47,6 +50,8 @@ class KeyframeResult:
     instance_map: np.ndarray  # (H, W) int32, k >= 1 -> instances[k - 1]
     instances: list[InstanceProposal] = field(default_factory=list)
     region_embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # id -> unit embedding of a given region
+    region_faces: dict[int, np.ndarray] = field(default_factory=dict)  # id -> (6,) amodal box head output for a
+    # given region (how far the faces of the box of its visible points move out; with the head only)
 
     def points(self, K: np.ndarray, T_world_cam: np.ndarray, rgb: np.ndarray | None = None,
                min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
@@ -186,6 +191,11 @@ class G2VLMInference:
         inf.training_image_hw = training_image_hw(model.checkpoint_meta)
         return inf
 
+    @property
+    def amodal_boxes(self) -> bool:
+        """Whether instance boxes are whole-object boxes (the model has the amodal box head)."""
+        return self.model.amodal is not None
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
 
@@ -276,36 +286,56 @@ class G2VLMInference:
         rgb_np = rgb.permute(0, 2, 3, 1).float().cpu().numpy()
         pts_np = pts_world.cpu().numpy()
         names = self.cfg.semantic_names
+        ok_np = (depth_np > 0) & np.isfinite(depth_np)
+        fmaps, vis = [], boxes.clone()  # an instance without 3 points with depth keeps its quantile box
         for b, (small_map, info, full_map) in enumerate(per_frame):
             if full_map is not None:
                 fmap = full_map.int().cpu().numpy()
             else:
                 fmap = F.interpolate(small_map[None, None].float(), size=(H, W), mode="nearest")[0, 0].int().cpu().numpy()
                 fmap[~thing_np[sem_np[b]]] = 0  # sharpen the stride-4 masks with the full-resolution semantics
+            fmaps.append(fmap)
+            vb, has = slot_visible_boxes(pts_np[b], ok_np[b], fmap, M)
+            vis[b, has] = vb[has].to(self.device)
+        faces = self._faces(enc, masks, vis, T)
+        for b, (small_map, info, full_map) in enumerate(per_frame):
+            fmap = fmaps[b]
             insts = []
             for k, (sid, score) in enumerate(info):
                 m = fmap == k + 1
                 if not m.any():
                     continue
-                bx = boxes[b, k].cpu().numpy().astype(np.float64)
+                vb = vis[b, k].cpu().numpy().astype(np.float64)
+                vb = Box3D(vb[:3], vb[3:6], vb[6])
+                f = None if faces is None else faces[b, k]
                 insts.append(InstanceProposal(
                     mask=m, label=names[sid] if sid < len(names) else str(sid), semantic_id=sid, score=score,
-                    box=Box3D(bx[:3], bx[3:6], 0.0), embedding=emb[b, k], centroid=pts_np[b][m].mean(0),
-                    mean_color=rgb_np[b][m].mean(0), pixel_count=int(m.sum())))
+                    box=vb if f is None else vb.grown(f), embedding=emb[b, k], centroid=pts_np[b][m].mean(0),
+                    mean_color=rgb_np[b][m].mean(0), pixel_count=int(m.sum()), visible_box=vb, box_faces=f))
             results.append(KeyframeResult(depth_np[b], normals_np[b], conf_np[b], sem_np[b], fmap, insts))
         for b, reg in enumerate(regions or []):
             if reg is not None:
-                results[b].region_embeddings = self._embed_regions(b, reg, pts_world[b], out, enc, T, fm_hw)
+                results[b].region_embeddings, results[b].region_faces = self._embed_regions(
+                    b, reg, pts_world[b], out, enc, T, fm_hw)
         return results
 
+    def _faces(self, enc: dict, masks: torch.Tensor, visible: torch.Tensor, T: torch.Tensor) -> np.ndarray | None:
+        """The amodal box head's face offsets (B, M, 6) float64 for visible boxes (B, M, 7); None without the head."""
+        if self.model.amodal is None:
+            return None
+        with self._autocast():
+            f = self.model.amodal_faces(enc, masks, visible, T)["box_faces"]
+        return f.float().cpu().numpy().astype(np.float64)
+
     def _embed_regions(self, b: int, reg, pts_world: torch.Tensor, out: dict, enc: dict, T: torch.Tensor,
-                       fm_hw) -> dict[int, np.ndarray]:
+                       fm_hw) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """Embeddings and (with the amodal box head) box face offsets of the regions of id map ``reg`` in frame b."""
         r = torch.as_tensor(np.asarray(reg), dtype=torch.long, device=self.device)
         if r.shape != out["depth"].shape[-2:]:
             raise ValueError(f"regions are {tuple(r.shape)} but the keyframe is {tuple(out['depth'].shape[-2:])}")
         ids = [i for i in torch.unique(r).tolist() if i > 0]
         if not ids:
-            return {}
+            return {}, {}
         remap = torch.zeros(int(r.max()) + 1, dtype=torch.long, device=self.device)
         remap[ids] = torch.arange(1, len(ids) + 1, device=self.device)
         rr = remap[r.clamp_min(0)]
@@ -317,10 +347,19 @@ class G2VLMInference:
         B = out["depth"].shape[0]
         enc_b = {k: (v[b:b + 1] if torch.is_tensor(v) and v.ndim and v.shape[0] == B else v) for k, v in enc.items()}
         valid = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
+        masks = object_masks(rr[None], len(ids), fm_hw)
         with self._autocast():
-            o = self.model.encode_objects(enc_b, object_masks(rr[None], len(ids), fm_hw), boxes, valid, T[b:b + 1])
+            o = self.model.encode_objects(enc_b, masks, boxes, valid, T[b:b + 1])
         e = F.normalize(o["obj_embed"].float(), dim=-1)[0].cpu().numpy()
-        return {i: e[j] for j, i in enumerate(ids)}
+        faces_out: dict[int, np.ndarray] = {}
+        if self.model.amodal is not None:
+            vis = boxes.clone()
+            vb, has = slot_visible_boxes(pts_world.cpu().numpy(), (out["depth"][b, 0] > 0).cpu().numpy(),
+                                         rr.cpu().numpy(), len(ids))
+            vis[0, has] = vb[has].to(self.device)
+            f = self._faces(enc_b, masks, vis, T[b:b + 1])
+            faces_out = {i: f[0, j] for j, i in enumerate(ids)}
+        return {i: e[j] for j, i in enumerate(ids)}, faces_out
 
     def process_keyframe(self, rgb, depth_m, K, T_world_cam, regions=None) -> KeyframeResult:
         """One keyframe (numpy arrays as in process_batch; ``regions`` an optional (H, W) id map)."""

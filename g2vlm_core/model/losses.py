@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
+from .geometry import box_extents_in
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -125,6 +126,26 @@ def text_loss(out: dict, batch: dict) -> torch.Tensor:
     return F.cross_entropy(out["answer_logits"], batch["qa_answer"].long(), ignore_index=-1)
 
 
+def box_loss(out: dict, batch: dict, beta: float = 0.05) -> torch.Tensor:
+    """Amodal boxes, in the axes of each object's visible-part box (objects with one): smooth L1 (metres) between the
+    predicted faces and those of the true box, plus 1 - IoU of the two boxes in those axes. The IoU term makes a
+    centimetre count as much on a mug as a decimetre on a sofa (L1 alone inflates small objects' boxes)."""
+    vis = batch["obj_visible_boxes"]
+    ext = box_extents_in(batch["obj_boxes"], vis)  # (B, M, 6) true box in the visible box's axes
+    half = vis[..., 3:6] / 2
+    target = torch.cat([-half - ext[..., :3], ext[..., 3:] - half], dim=-1)
+    m = batch["obj_valid"] & batch["obj_visible_valid"]
+    faces = out["box_faces"]
+    if not m.any():
+        return faces.sum() * 0.0
+    faces, target, half, ext = faces[m].float(), target[m], half[m], ext[m]
+    l1 = F.smooth_l1_loss(faces, target, beta=beta, reduction="none").sum(-1)
+    lo, hi = -half - faces[:, :3], half + faces[:, 3:]
+    inter = (torch.minimum(hi, ext[:, 3:]) - torch.maximum(lo, ext[:, :3])).clamp_min(0).prod(-1)
+    union = (hi - lo).clamp_min(1e-3).prod(-1) + (ext[:, 3:] - ext[:, :3]).prod(-1) - inter
+    return (l1 + 1.0 - inter / union.clamp_min(1e-9)).mean()
+
+
 class G2VLMLoss:
     """Weighted sum of the named terms whose outputs and targets are present and whose weight is non-zero."""
 
@@ -146,6 +167,7 @@ class G2VLMLoss:
             ("L_align", c.w_align, ("label_embed", "obj_embed"), lambda: align_loss(out, batch, c.align_temperature)),
             ("L_ground", c.w_ground, ("ground_scores", "expr_target"), lambda: ground_loss(out, batch)),
             ("L_spatial", c.w_spatial, ("rel_logits", "rel_targets"), lambda: spatial_loss(out, batch)),
+            ("L_box", c.w_box, ("box_faces", "obj_visible_boxes"), lambda: box_loss(out, batch)),
             ("L_text", c.w_text, ("answer_logits", "qa_answer"), lambda: text_loss(out, batch)),
         ]
         losses: dict[str, torch.Tensor] = {}

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .config import LossConfig, ModelConfig
 from .encoders import GeometryEncoder, TextEncoder
-from .heads import AnswerHead, GroundingHead, InstanceHead, ObjectHead, ReconstructionHead, RelationHead
+from .heads import AmodalBoxHead, AnswerHead, GroundingHead, InstanceHead, ObjectHead, ReconstructionHead, RelationHead
 from .losses import G2VLMLoss
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class G2VLM(nn.Module):
         self.text_embed = nn.Linear(self.text.hidden, cfg.embed_dim)  # pooled query -> shared embedding space
         self.ground = GroundingHead(cfg)
         self.answer = AnswerHead(cfg)
+        self.amodal = AmodalBoxHead(cfg) if cfg.amodal_boxes else None
         n = sum(p.numel() for n_, p in self.named_parameters() if not n_.startswith("text.backbone."))
         log.info("G2VLM: %.2fM trainable-side parameters (text backbone excluded)", n / 1e6)
 
@@ -68,6 +69,15 @@ class G2VLM(nn.Module):
         masks = masks[..., :fm.shape[-2], :fm.shape[-1]].to(fm.dtype)
         return self.objects(fm, enc["rgb_small"][..., :fm.shape[-2], :fm.shape[-1]], masks, boxes, obj_valid, enc,
                             T_world_cam)
+
+    def amodal_faces(self, enc, masks, visible_boxes, T_world_cam) -> dict:
+        """masks (B, M, h, w) at stride 4, visible_boxes (B, M, 7) world -> box_faces (B, M, 6), how far each face
+        of the visible box moves out to the whole object; needs ``amodal_boxes`` in the model config."""
+        if self.amodal is None:
+            raise RuntimeError("this model has no amodal box head (model config amodal_boxes: false)")
+        fm = enc["fine_map"]
+        masks = masks[..., :fm.shape[-2], :fm.shape[-1]].to(fm.dtype)
+        return self.amodal(fm, enc["rgb_small"][..., :fm.shape[-2], :fm.shape[-1]], masks, visible_boxes, T_world_cam)
 
     def encode_text(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Strings -> projected tokens (N, L, D), token mask (N, L), normalised embeddings (N, E)."""
@@ -97,6 +107,8 @@ class G2VLM(nn.Module):
                 masks = object_masks(batch["instance_ids"], boxes.shape[1], enc["fine_map"].shape[-2:])
             out.update(self.encode_objects(enc, masks, boxes, valid, T))
             out.update(self.relation(boxes, T, out["obj_embed"]))
+            if self.amodal is not None and "obj_visible_boxes" in batch:
+                out.update(self.amodal_faces(enc, masks, batch["obj_visible_boxes"], T))
             if batch.get("obj_text"):
                 labels = list(dict.fromkeys(t for row in batch["obj_text"] for t in row))
                 index = {t: i for i, t in enumerate(labels)}

@@ -111,8 +111,18 @@ def make_datasets(cfg: Config, toy: bool):
             SynthFrames(t.data_root, "val", t.image_hw, with_text, max(t.eval_batches * t.batch_size, 1)))
 
 
+def train_mode(model: torch.nn.Module, trainable: tuple[str, ...] = ()) -> None:
+    """``model.train()``, but with ``trainable`` prefixes given, modules outside them that hold no trainable
+    parameter (the frozen model) stay in eval mode: no dropout in the features a new head learns from."""
+    model.train()
+    for name, mod in model.named_modules():
+        if trainable and name and not name.startswith(tuple(trainable)) \
+                and not any(p.requires_grad for p in mod.parameters()):
+            mod.eval()
+
+
 @torch.no_grad()
-def evaluate(model: G2VLM, loader, device, n_batches: int) -> dict[str, float]:
+def evaluate(model: G2VLM, loader, device, n_batches: int, trainable: tuple[str, ...] = ()) -> dict[str, float]:
     """Mean validation losses plus depth RMSE (raw vs refined), relation accuracy and grounding accuracy."""
     model.eval()
     sums: dict[str, float] = {}
@@ -136,7 +146,7 @@ def evaluate(model: G2VLM, loader, device, n_batches: int) -> dict[str, float]:
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
-    model.train()
+    train_mode(model, trainable)
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
@@ -185,8 +195,15 @@ def _train(cfg: Config, toy: bool, ddp: bool, use_cuda: bool, rank: int, world: 
 
     model = G2VLM(cfg.model, cfg.loss).to(device)
     if t.init_from:
-        load_weights(model, t.init_from)
+        load_weights(model, t.init_from, new_modules=tuple(t.trainable))
         log.info("initialised from %s", t.init_from)
+    if t.trainable:
+        for name, prm in model.named_parameters():
+            prm.requires_grad_(name.startswith(tuple(t.trainable)))
+        n = sum(prm.numel() for prm in model.parameters() if prm.requires_grad)
+        if n == 0:
+            raise ValueError(f"train.trainable {list(t.trainable)} matches no parameter of the model")
+        log.info("training %d parameters under %s; the rest is frozen", n, list(t.trainable))
     opt = make_optimizer(model, t)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp) if use_cuda else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -243,7 +260,7 @@ def _train(cfg: Config, toy: bool, ddp: bool, use_cuda: bool, rank: int, world: 
 
     from tqdm import tqdm
     bar = tqdm(total=t.max_steps, initial=step, disable=not master, desc=f"stage {t.stage}", dynamic_ncols=True)
-    model.train()
+    train_mode(raw_model, tuple(t.trainable))
     it = iter(loader)
     epoch = 0
     acc_losses: dict[str, float] = {}
@@ -287,7 +304,7 @@ def _train(cfg: Config, toy: bool, ddp: bool, use_cuda: bool, rank: int, world: 
             bar.set_postfix(loss=f"{vals.get('total', 0):.3f}")
             acc_losses = {}
         if t.eval_every and (step % t.eval_every == 0 or step == t.max_steps) and master:
-            log_row("val", evaluate(raw_model, val_loader, device, t.eval_batches))
+            log_row("val", evaluate(raw_model, val_loader, device, t.eval_batches, tuple(t.trainable)))
         if step % t.ckpt_every == 0 or step == t.max_steps:
             save(last)
     bar.close()

@@ -10,10 +10,10 @@ from g2vlm_core.metrics import box_iou_3d
 from g2vlm_core.model.checkpoint import save_checkpoint
 from g2vlm_core.model.inference import InstanceProposal, KeyframeResult
 from g2vlm_core.model.model import G2VLM
-from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder
+from g2vlm_core.model.testing import objects_everywhere, tiny_config, write_tiny_text_encoder
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
 from g2vlm_core.query import QueryEngine
-from g2vlm_core.scene_graph import Box3D
+from g2vlm_core.scene_graph import Box3D, visible_box
 from g2vlm_core.segmentation import Segmenter
 
 from ._render import orbit_poses, render
@@ -188,3 +188,43 @@ def test_geometry_fill_adds_the_objects_the_model_missed_with_its_semantics():
     assert [s.label for s in added] == ["box"] and sorted(s.label for s in filled) == ["box", "mug", "mug"]
     assert added[0].embedding is not None and added[0].embedding[7] == 1.0
     assert box_iou_3d(Box3D.from_points(added[0].points_world), BOXES[2]) > 0.3
+
+
+def test_whole_object_boxes_of_a_model_with_the_amodal_head_reach_the_segments(tmp_path):
+    text = write_tiny_text_encoder(tmp_path / "bert")
+    torch.manual_seed(0)
+    model = G2VLM(tiny_config(text, amodal_boxes=True))
+    torch.nn.init.constant_(model.amodal.net[-1].bias, 0.2)
+    path = save_checkpoint(tmp_path / "ck", objects_everywhere(model))
+    f = render(BOXES, COLORS, orbit_poses(1)[0])
+    small = f.__class__(f.rgb[::10, ::10].copy(), f.depth_m[::10, ::10].copy(), f.intrinsics.scaled(0.1),
+                        f.T_world_cam, f.stamp_s)
+    labeller = ModelLabeller.from_checkpoint(path, Segmenter(PipelineConfig().segmenter), "cpu", min_score=0.0)
+    masks = [s for s in labeller(small, small.T_world_cam) if s.source == "mask"]
+    assert masks and all(s.amodal_box is not None for s in masks)
+    for s in masks:  # the box of the segment's own points, grown by the head's 0.2 m
+        v = visible_box(s.points_world)
+        assert np.allclose(s.amodal_box.size, np.maximum(v.size + 0.4, 0.01), atol=1e-3)
+        assert np.allclose(s.amodal_box.center, v.center, atol=1e-3)
+
+
+def test_labeller_grounds_scene_objects_for_the_query_engine(tmp_path):
+    from g2vlm_core.predicates import Viewpoint
+    from g2vlm_core.scene_graph import SceneObject
+    text = write_tiny_text_encoder(tmp_path / "bert")
+    torch.manual_seed(0)
+    cfg = tiny_config(text)
+    labeller = ModelLabeller.from_checkpoint(save_checkpoint(tmp_path / "ck", G2VLM(cfg)),
+                                             Segmenter(PipelineConfig().segmenter))
+    rng = np.random.default_rng(0)
+    objs = [SceneObject(i, "mug", b, embedding=None if i == 1 else rng.normal(size=cfg.embed_dim))
+            for i, b in enumerate(BOXES)]
+    view = Viewpoint(np.array([-1.0, 0.0, 0.5]), np.array([1.0, 0.0, -0.3]))
+    s = labeller.ground("the red mug", objs, view)
+    assert s.shape == (3,) and s[1] == -np.inf and np.isfinite(s[[0, 2]]).all()
+    # The same scores as the inference API from that camera pose.
+    ref = labeller.inference.ground("the red mug", np.stack([objs[0].embedding, objs[2].embedding]),
+                                    [objs[0].box, objs[2].box], view.pose())
+    assert np.allclose(s[[0, 2]], ref)
+    assert labeller.ground("the red mug", objs, None) is None  # no viewpoint: the query engine keeps its rules
+    assert labeller.ground("the red mug", [objs[1]], view) is None

@@ -99,3 +99,34 @@ def test_pickled_code_is_refused(tmp_path):
     (tmp_path / "train_state.pt").write_bytes(pickle.dumps({"step": _Evil()}))
     with pytest.raises(CheckpointError, match="weights-only"):
         load_train_state(tmp_path)
+
+
+def test_checkpoint_from_before_a_later_field_still_loads(saved, tmp_path):
+    """Checkpoints written before ``amodal_boxes`` existed (their config lacks the key) load, with the field off."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    _, path, batch = saved
+    src = path / "model.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    cfg = json.loads(meta["model_config"])
+    assert cfg.pop("amodal_boxes") is False
+    meta["model_config"] = json.dumps(cfg, sort_keys=True)  # as written by the code before the field
+    (tmp_path / "old").mkdir()
+    save_file(load_file(str(src)), str(tmp_path / "old" / "model.safetensors"), metadata=meta)
+    old = load_model(tmp_path / "old")
+    assert old.cfg.amodal_boxes is False and old.amodal is None
+
+
+def test_a_new_head_starts_from_a_checkpoint_without_it(saved, text_dir):
+    model, path, batch = saved
+    grown = G2VLM(tiny_config(text_dir, amodal_boxes=True))
+    with pytest.raises(CheckpointError):  # another config, and tensors the checkpoint lacks
+        load_weights(grown, path)
+    load_weights(grown, path, new_modules=("amodal.",))
+    for k, v in model.state_dict().items():
+        assert torch.equal(grown.state_dict()[k], v), k
+    with pytest.raises(CheckpointError, match="missing"):  # only the named modules may be missing
+        load_weights(G2VLM(tiny_config(text_dir, amodal_boxes=True)), path, new_modules=("answer.",))

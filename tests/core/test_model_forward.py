@@ -70,6 +70,25 @@ def test_gradients_reach_every_head(text_dir, batch):
         assert g > 0, f"zero gradient in {head}"
 
 
+def test_amodal_box_head_shapes_gradients_and_identity_start(text_dir, batch):
+    torch.manual_seed(0)
+    model = G2VLM(tiny_config(text_dir, dropout=0.0, amodal_boxes=True))
+    out, losses = model(batch)
+    B, M = batch["obj_boxes"].shape[:2]
+    assert out["box_faces"].shape == (B, M, 6)
+    # Untrained, the head leaves the visible boxes as they are (its last layer starts at zero) ...
+    assert torch.count_nonzero(out["box_faces"]) == 0
+    # ... and L_box reaches every one of its parameters (once its last layer is off zero).
+    torch.nn.init.normal_(model.amodal.net[-1].weight, std=0.01)
+    model.criterion.cfg.w_box = 1.0
+    _, losses = model(batch)
+    assert "L_box" in losses
+    losses["L_box"].backward()
+    for name, p in model.amodal.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert G2VLM(tiny_config(text_dir)).amodal is None  # off by default: checkpoints without it still load
+
+
 def test_unfrozen_text_encoder_gets_gradients(text_dir, batch):
     model = G2VLM(tiny_config(text_dir, freeze_text=False))
     _, losses = model(batch)
@@ -96,11 +115,14 @@ def test_nan_and_missing_depth_give_finite_outputs(text_dir, batch):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-@pytest.mark.parametrize("name", ["train_stage1.yaml", "train_stage2.yaml"])
+@pytest.mark.parametrize("name", ["train_stage1.yaml", "train_stage2.yaml", "train_stage3_box.yaml",
+                                  "train_stage1_large.yaml", "train_stage2_large.yaml", "train_stage3_box_large.yaml"])
 def test_yaml_configs_load(name):
     cfg = load_config(REPO / "config" / name)
-    assert cfg.train.stage in (1, 2)
-    assert cfg.model.width == 48
+    assert cfg.train.stage in (1, 2, 3)
+    if cfg.train.stage == 3:  # only the new head trains, on the stage-2 model
+        assert cfg.model.amodal_boxes and cfg.train.trainable == ("amodal.",) and cfg.loss.w_box > 0
+    assert cfg.model.width == (128 if "large" in name else 48)  # model_large.yaml / model_small.yaml
     if cfg.train.stage == 1:
         assert cfg.loss.w_align == cfg.loss.w_ground == cfg.loss.w_text == 0
 

@@ -14,7 +14,7 @@ from g2vlm_core.model import G2VLM  # noqa: E402
 from g2vlm_core.model.checkpoint import save_checkpoint  # noqa: E402
 from g2vlm_core.model.data import toy_frame  # noqa: E402
 from g2vlm_core.model.inference import G2VLMInference, group_components, group_instances  # noqa: E402
-from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder  # noqa: E402
+from g2vlm_core.model.testing import objects_everywhere, tiny_config, write_tiny_text_encoder  # noqa: E402
 from g2vlm_core.predicates import PREDICATES  # noqa: E402
 
 
@@ -143,3 +143,28 @@ def test_component_grouping_runs_through_the_inference_api(tmp_path):
         assert (r.instance_map == k).sum() == p.pixel_count and np.isfinite(p.box.size).all()
     with pytest.raises(ValueError, match="instance_grouping"):
         G2VLMInference.from_checkpoint(path, "cpu", instance_grouping="nope")
+
+
+def test_amodal_box_head_sets_instance_and_region_boxes(tmp_path):
+    text = write_tiny_text_encoder(tmp_path / "bert")
+    torch.manual_seed(0)
+    model = objects_everywhere(G2VLM(tiny_config(text, amodal_boxes=True)))
+    torch.nn.init.constant_(model.amodal.net[-1].bias, 0.1)  # every face 0.1 m outside the visible part's box
+    path = save_checkpoint(tmp_path / "m", model)
+    inf = G2VLMInference.from_checkpoint(path, "cpu")
+    frame, _ = toy_frame(1, 48, 64)
+    regions = np.zeros((48, 64), np.int32)
+    regions[10:30, 10:30] = 3
+    r = inf.process_keyframe(frame.rgb, frame.depth_m, frame.intrinsics.K, frame.T_world_cam, regions=regions)
+    assert r.instances
+    for p in r.instances:
+        v = p.visible_box
+        assert np.allclose(p.box.size, v.size + 0.2, atol=1e-4) and np.allclose(p.box.center, v.center, atol=1e-4)
+        assert p.box.yaw == pytest.approx(v.yaw, abs=1e-6) and np.allclose(p.box_faces, 0.1, atol=1e-5)
+    assert set(r.region_faces) == {3} and set(r.region_embeddings) == {3}
+    # A model without the head: boxes are those of the visible parts, no region boxes.
+    plain = objects_everywhere(G2VLM(tiny_config(text)))
+    plain = G2VLMInference.from_checkpoint(save_checkpoint(tmp_path / "p", plain), "cpu")
+    r = plain.process_keyframe(frame.rgb, frame.depth_m, frame.intrinsics.K, frame.T_world_cam, regions=regions)
+    assert r.instances and all(p.box is not None and np.allclose(p.box.size, p.visible_box.size) for p in r.instances)
+    assert r.region_faces == {} and all(p.box_faces is None for p in r.instances)

@@ -1,6 +1,7 @@
 """Each named loss term is ~0 on perfect predictions and larger on perturbed ones."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,3 +83,24 @@ def test_weights_compose_and_zero_weight_drops_a_term(batch):
     assert torch.allclose(no_depth["total"], base["total"] - base["L_depth"], atol=1e-4)
     assert torch.allclose(base["total"], sum(getattr(LossConfig(), "w_" + k[2:].lower()) * v
                                              for k, v in base.items() if k != "total"), atol=1e-4)
+
+
+def test_box_loss_zero_on_true_faces_and_larger_off_them(batch):
+    from g2vlm_core.model.geometry import box_extents_in
+    from g2vlm_core.model.losses import box_loss
+    from g2vlm_core.scene_graph import Box3D
+
+    vis = batch["obj_visible_boxes"]
+    assert batch["obj_visible_valid"][batch["obj_valid"]].any()
+    ext = box_extents_in(batch["obj_boxes"], vis)
+    faces = torch.cat([-vis[..., 3:6] / 2 - ext[..., :3], ext[..., 3:] - vis[..., 3:6] / 2], dim=-1)
+    assert float(box_loss({"box_faces": faces}, batch)) < 1e-6
+    assert float(box_loss({"box_faces": faces + 0.1}, batch)) > 0.1
+    # Box3D.grown by the true faces gives the tightest box around the true one in the visible box's axes.
+    m = batch["obj_valid"] & batch["obj_visible_valid"]
+    for v, f, t in zip(vis[m].double().numpy(), faces[m].double().numpy(), batch["obj_boxes"][m].double().numpy()):
+        g = Box3D(v[:3], v[3:6], v[6]).grown(f)
+        local = (Box3D(t[:3], t[3:6], t[6]).corners() - g.center) @ g.rotation
+        assert np.allclose(local.min(0), -g.size / 2, atol=1e-4) and np.allclose(local.max(0), g.size / 2, atol=1e-4)
+    terms = G2VLMLoss(LossConfig(w_box=1.0))({**perfect_outputs(batch), "box_faces": faces + 0.1}, batch)
+    assert "L_box" in terms and float(terms["L_box"]) > 0.1

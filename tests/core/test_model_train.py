@@ -51,3 +51,29 @@ def test_short_run_learns_and_resumes(tmp_path):
     cfg.train.optimizer = "adamw"
     train(cfg, toy=True)
     assert int(load_train_state(tmp_path / "run" / "last")["step"]) == 22
+
+
+def test_stage3_trains_only_the_new_head(tmp_path):
+    """A head added to a trained model (train.trainable): the checkpoint it starts from lacks the head, every
+    other weight comes out unchanged, the head's loss falls."""
+    import torch
+
+    from g2vlm_core.model.checkpoint import read_checkpoint
+    text = write_tiny_text_encoder(tmp_path / "tiny_bert")
+    base = dict(image_hw=(32, 48), batch_size=2, threads=1, warmup_steps=2, log_every=5, eval_every=0,
+                ckpt_every=100, max_frames=8, device="cpu")
+    first = train(Config(tiny_config(text, dropout=0.0), LossConfig(w_align=0, w_ground=0, w_text=0),
+                         TrainConfig(stage=1, out_dir=str(tmp_path / "s1"), max_steps=4, **base)), toy=True)
+    zero = {k: 0.0 for k in ("w_depth", "w_normal", "w_surface_smoothness", "w_reconstruction", "w_confidence",
+                             "w_semantic", "w_instance", "w_align", "w_ground", "w_spatial", "w_text")}
+    cfg = Config(tiny_config(text, amodal_boxes=True), LossConfig(w_box=1.0, **zero),
+                 TrainConfig(stage=3, out_dir=str(tmp_path / "s3"), max_steps=30, lr=1e-2, init_from=str(first),
+                             trainable=("amodal.",), **base))
+    final = train(cfg, toy=True)
+    _, before, _ = read_checkpoint(first)
+    _, after, _ = read_checkpoint(final)
+    assert set(after) - set(before) and all(k.startswith("amodal.") for k in set(after) - set(before))
+    for k, v in before.items():
+        assert torch.equal(after[k], v), f"{k} changed though frozen"
+    boxes = [float(r["value"]) for r in csv.DictReader(open(tmp_path / "s3" / "log.csv")) if r["name"] == "L_box"]
+    assert len(boxes) >= 4 and boxes[-1] < boxes[0]

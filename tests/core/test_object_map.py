@@ -371,3 +371,31 @@ def test_gravity_box_contains_points_and_beats_axis_aligned(seed, n):
     aabb = Box3D.from_points(pts)
     assert box.size[0] * box.size[1] <= aabb.size[0] * aabb.size[1] + 1e-9
     assert -np.pi / 4 - 1e-12 <= box.yaw < np.pi / 4
+
+
+def test_amodal_estimates_extend_boxes_never_shrink_them_and_persist():
+    """Only the front face of a 0.6 m deep cabinet is seen; the model's whole-object boxes reach back."""
+    rng = np.random.default_rng(4)
+    face = np.c_[np.full(400, 1.0), rng.uniform(-0.4, 0.4, 400), rng.uniform(0.0, 0.7, 400)]  # x = 1 plane
+    whole = Box3D([1.3, 0.0, 0.35], [0.6, 0.8, 0.7], 0.0)
+    tiny = Box3D([1.0, 0.0, 0.35], [0.01, 0.01, 0.01], 0.0)  # an estimate inside the seen points
+    turned = Box3D([1.3, 0.0, 0.35], [0.8, 0.6, 0.7], np.pi / 2 + 0.1)  # the same box, described a quarter turn on
+    views = [face + rng.normal(0, 0.002, face.shape) for _ in range(3)]
+    maps = {}
+    for name, cfg, est in (("plain", ObjectMapConfig(), None), ("amodal", ObjectMapConfig(), whole),
+                           ("off", ObjectMapConfig(amodal_boxes=False), whole), ("tiny", ObjectMapConfig(), tiny),
+                           ("turned", ObjectMapConfig(), turned)):
+        m = ObjectMap(cfg)
+        for k, pts in enumerate(views):
+            m.update([Segment(pts, np.full((400, 3), 0.5), label="cabinet",
+                              label_score=0.9, source="mask", amodal_box=est)], 0.1 * k)
+        maps[name] = m
+    box = {k: m.snapshot().objects[0].box for k, m in maps.items()}
+    assert box["plain"].size.min() < 0.05  # a slab: IoU with the cabinet about 0.05
+    assert box_iou(box["amodal"], whole) > 0.85 > 0.1 > box_iou(box["plain"], whole)
+    assert box_iou(box["off"], box["plain"]) > 0.99
+    assert box_iou(box["turned"], box["amodal"]) > 0.97  # quarter turns and small yaw differences do not inflate
+    lo, hi = box["plain"].aabb()
+    assert np.all(box["tiny"].aabb()[0] <= lo + 1e-6) and np.all(box["tiny"].aabb()[1] >= hi - 1e-6)
+    again = ObjectMap.from_dict(json.loads(json.dumps(maps["amodal"].to_dict())))
+    assert box_iou(again.snapshot().objects[0].box, box["amodal"]) > 0.999

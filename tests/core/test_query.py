@@ -1,0 +1,82 @@
+"""QueryEngine with a learned grounder: the objects the head noun names, ranked by the grounder; rules otherwise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from g2vlm_core.predicates import Viewpoint
+from g2vlm_core.query import QueryEngine
+from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
+
+
+def _obj(i, label, x, y, z=0.05, size=(0.1, 0.1, 0.1), emb=True):
+    e = np.eye(8)[i] if emb else None
+    return SceneObject(i, label, Box3D([x, y, z], size), attributes={"color": "red", "size": "small"}, embedding=e)
+
+
+# A table at the origin, mugs left (1) and right (2) of it seen from the -x side looking +x, a chair (4).
+GRAPH = SceneGraph([_obj(0, "table", 0.0, 0.0, 0.35, (0.8, 0.8, 0.7)), _obj(1, "mug", 0.0, 0.6),
+                    _obj(2, "mug", 0.0, -0.6), _obj(3, "mug", 3.0, -3.0, emb=False), _obj(4, "chair", 1.5, 0.0)])
+VIEW = Viewpoint(np.array([-3.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]))
+
+
+class Grounder:
+    """Prefers the objects of ``order`` (ids, best first), whatever the query; records what it was asked."""
+
+    def __init__(self, order):
+        self.order, self.calls = order, []
+
+    def __call__(self, text, objects, viewpoint):
+        self.calls.append((text, [o.id for o in objects], viewpoint))
+        return np.array([-float(self.order.index(o.id)) if o.id in self.order else -10.0 for o in objects])
+
+
+def test_rules_alone_follow_the_viewpoint():
+    r = QueryEngine().answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 1
+
+
+def test_grounder_ranks_only_the_objects_the_noun_names():
+    g = Grounder([0, 4, 2, 1])  # it would pick the table, then the chair, if it were asked about them
+    r = QueryEngine(grounder=g).answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 2  # the grounder's choice among the mugs, over the rules' mug 1
+    text, asked, view = g.calls[-1]
+    assert sorted(asked) == [1, 2, 3] and view is VIEW and text == "the mug left of the table"
+    assert r.scores[0] == pytest.approx(np.exp(-2) / (np.exp(-2) + np.exp(-3) + np.exp(-10)))  # softmax over mugs
+    # Excluded ids and the search region bound the grounder's candidates too.
+    r = QueryEngine(grounder=g).answer(GRAPH, "the mug", viewpoint=VIEW, excluded_ids=[2])
+    assert r.object_ids[0] == 1 and 2 not in g.calls[-1][1]
+    r = QueryEngine(grounder=g).answer(GRAPH, "the mug", viewpoint=VIEW, search_center=np.zeros(3),
+                                       search_radius=1.0)
+    assert sorted(g.calls[-1][1]) == [1, 2] and r.object_ids[0] == 2
+
+
+def test_grounder_that_cannot_score_leaves_the_rules_and_the_reasons():
+    engine = QueryEngine(grounder=lambda text, objects, view: None)
+    r = engine.answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 1
+    r = QueryEngine(grounder=Grounder([1])).answer(GRAPH, "the sofa", viewpoint=VIEW)
+    assert not r.achievable and "no sofa" in r.answer
+    r = QueryEngine(grounder=Grounder([1])).answer(GRAPH, "the mug left of the table")  # no viewpoint
+    assert not r.achievable and "viewpoint" in r.answer
+    r = QueryEngine(grounder=Grounder([2])).answer(GRAPH, "how many mugs", viewpoint=VIEW)
+    assert r.numeric == 3.0  # counts keep the rules
+
+
+def test_viewpoint_pose_is_a_level_camera_at_the_viewpoint():
+    vp = Viewpoint(np.array([1.0, 2.0, 1.5]), np.array([0.6, 0.8, -0.3]))
+    T = vp.pose()
+    assert np.allclose(T[:3, :3].T @ T[:3, :3], np.eye(3)) and np.linalg.det(T[:3, :3]) == pytest.approx(1.0)
+    back = Viewpoint.from_pose(T)
+    assert np.allclose(back.position, vp.position)
+    assert np.allclose(back.forward, vp.forward / np.linalg.norm(vp.forward))
+    assert abs(T[2, 0]) < 1e-12  # no roll: the image x axis is level
+    with pytest.raises(ValueError):
+        Viewpoint(np.zeros(3), np.array([0.0, 0.0, -1.0])).pose()
+
+
+def test_with_a_grounder_an_anchor_missing_from_the_map_does_not_block_the_answer():
+    rules = QueryEngine().answer(GRAPH, "the mug near the vase", viewpoint=VIEW)
+    assert not rules.achievable and "no vase" in rules.answer
+    r = QueryEngine(grounder=Grounder([1, 2])).answer(GRAPH, "the mug near the vase", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 1
