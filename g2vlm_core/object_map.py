@@ -55,8 +55,9 @@ class ObjectMapConfig:
     merge_every: int = 5  # look for duplicate objects every this many updates (0 disables merging)
     merge_overlap: float = 0.5  # merge when this fraction of the smaller object's coarse voxels overlaps the other
     same_label_box_overlap: float = 0.5  # also merge two objects a model gave the same label when this fraction of
-    # the smaller one's axis-aligned box lies inside the other's: views of a large object from different sides
-    # share few surface voxels, but their boxes nest (0 disables)
+    # the smaller one's axis-aligned box (with amodal_boxes: reaching out to the model's whole-object estimates)
+    # lies inside the other's: views of a large object from different sides, or parts of one object the model
+    # saw apart (a lamp's shade and base), share few surface voxels, but their boxes nest (0 disables)
     min_observations: int = 2  # transient rule: objects observed in fewer frames than this are deleted ...
     prune_after_frames: int = 5  # ... once they have been expected in view for this many frames
     min_observation_ratio: float = 0.0  # delete objects observed in fewer than this fraction of the frames they
@@ -597,8 +598,11 @@ class ObjectMap:
             objs = sorted(self._objects.values(), key=lambda o: o.id)
             if len(objs) < 2:
                 break
-            lo = np.array([o.aabb()[0] for o in objs])  # (M, 3)
-            hi = np.array([o.aabb()[1] for o in objs])
+            # Bounds of the objects' boxes: of their points, reaching out to the model's whole-object estimates
+            # (fragments of one object, e.g. a lamp's shade and base, have boxes that nest though their points do not).
+            bounds = [self._box(o).aabb() for o in objs]
+            lo = np.array([b[0] for b in bounds])  # (M, 3)
+            hi = np.array([b[1] for b in bounds])
             dirty = np.array([o.dirty for o in objs])  # (M,)
             touch = np.all(lo[:, None, :] <= hi[None, :, :] + cfg.assoc_voxel_m, axis=2) & \
                 np.all(hi[:, None, :] + cfg.assoc_voxel_m >= lo[None, :, :], axis=2)  # (M, M)
@@ -613,7 +617,7 @@ class ObjectMap:
                 overlapping = _near_fraction(small, big, offsets) >= cfg.merge_overlap or (
                     cfg.same_label_box_overlap > 0 and oa.top_label() is not None
                     and oa.top_label() == ob.top_label()
-                    and _box_inside_fraction(oa.aabb(), ob.aabb()) >= cfg.same_label_box_overlap)
+                    and _box_inside_fraction(bounds[a], bounds[b]) >= cfg.same_label_box_overlap)
                 if not overlapping or (
                         ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos):
                     failed.add((oa.id, ob.id))

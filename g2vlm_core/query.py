@@ -65,6 +65,8 @@ class QueryConfig:
     wrong_color_factor: float = 0.15  # score factor for an object whose colour name differs from the query's
     wrong_size_factor: float = 0.3  # score factor for an object whose size class differs
     embed_label_min_similarity: float = 0.6  # cosine similarity for an unknown noun to match a graph label
+    unnamed_label: str = "object"  # label of objects mapped without a name (ObjectMapConfig.unknown_label): with a
+    # grounder, a noun that names no object is looked for among them
 
 
 @dataclass
@@ -326,12 +328,13 @@ class QueryEngine:
                 out.append(SpatialRelation(objects[i].id, p, objects[cols[j]].id, float(conf[p][0, j]), ref))
         return out
 
-    def _grounded(self, objects, text, head, s, viewpoint, excluded, center, radius) -> np.ndarray:
+    def _grounded(self, objects, text, head, s, viewpoint, excluded, center, radius, pool=None) -> np.ndarray:
         """Scores (N,): the grounder's softmax over the allowed objects that the head noun names (all allowed ones
-        for "object"), 0 elsewhere; ``s`` unchanged when there is no grounder or it cannot score them."""
+        for "object"; those of the mask ``pool`` when given), 0 elsewhere; ``s`` unchanged when there is no grounder
+        or it cannot score them."""
         allowed = np.array([o.id not in excluded and (center is None or np.linalg.norm(o.box.center - center)
                                                       <= radius) for o in objects], dtype=bool)
-        idx = np.nonzero(allowed & (self._label_scores(head.noun, objects) > 0))[0]
+        idx = np.nonzero(allowed & (self._label_scores(head.noun, objects) > 0 if pool is None else pool))[0]
         if self.grounder is None or not idx.size:
             return s
         g = self.grounder(text, [objects[i] for i in idx], viewpoint)
@@ -350,10 +353,22 @@ class QueryEngine:
         # answer: the grounder weighs the whole phrase; the rules' relation scores are then 0.
         head, s, reason = self._score(objects, text, labels, viewpoint, excluded, center, radius,
                                       anchors_optional=self.grounder is not None)
+        note = ""
+        if reason and self.grounder is not None and head.noun is not None and reason.startswith("there is no"):
+            # The model named no object so; it may have mapped the object without a name.
+            unnamed = np.array([o.label.lower() == self.cfg.unnamed_label for o in objects], dtype=bool)
+            g = self._grounded(objects, text, head, np.zeros(len(objects)), viewpoint, excluded, center, radius,
+                               pool=unnamed) if unnamed.any() else np.zeros(len(objects))
+            if g.any():
+                s, reason = np.zeros(len(objects)), None
+                note = f" (no object is labelled {head.noun}: the best match among the unnamed objects)"
         if reason:
             return QueryResult(success=True, achievable=False, answer=reason, kind=kind)
         rules_best = float(s.max(initial=0.0))
-        s = self._grounded(objects, text, head, s, viewpoint, excluded, center, radius)
+        if not note:
+            s = self._grounded(objects, text, head, s, viewpoint, excluded, center, radius)
+        else:
+            s = g
         ids, scores, order = self._ranked(objects, s, k)
         if not ids or max(scores[0], rules_best) < self.cfg.achievable_score:
             what = head.noun or "object"
@@ -364,7 +379,8 @@ class QueryEngine:
         support = self._support(head, objects, order[0], viewpoint)
         c = best.box.center
         desc = ", ".join(f"{r.predicate.replace('_', ' ')} {_name(objects, r.object_id)}" for r in support)
-        answer = f"{_name(objects, best.id)} at ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})" + (f", {desc}" if desc else "")
+        answer = f"{_name(objects, best.id)} at ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})" + (f", {desc}" if desc else "") \
+            + note
         return QueryResult(success=True, achievable=True, answer=answer, object_ids=ids, scores=scores,
                            supporting=support, kind=kind)
 

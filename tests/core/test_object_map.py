@@ -399,3 +399,21 @@ def test_amodal_estimates_extend_boxes_never_shrink_them_and_persist():
     assert np.all(box["tiny"].aabb()[0] <= lo + 1e-6) and np.all(box["tiny"].aabb()[1] >= hi - 1e-6)
     again = ObjectMap.from_dict(json.loads(json.dumps(maps["amodal"].to_dict())))
     assert box_iou(again.snapshot().objects[0].box, box["amodal"]) > 0.999
+
+
+def test_fragments_whose_whole_object_boxes_nest_merge():
+    """A lamp seen as a shade and a base (its thin pole not segmented): the points are 1 m apart, but each part's
+    whole-object estimate is the lamp, so the two same-label objects merge; without estimates they stay apart."""
+    rng = np.random.default_rng(5)
+    shade = np.c_[rng.uniform(-0.15, 0.15, (300, 2)), rng.uniform(1.2, 1.5, 300)]
+    base = np.c_[rng.uniform(-0.12, 0.12, (300, 2)), rng.uniform(0.0, 0.08, 300)]
+    lamp = Box3D([0.0, 0.0, 0.75], [0.3, 0.3, 1.5], 0.0)
+    counts = {}
+    for name, est in (("estimates", lamp), ("none", None)):
+        m = ObjectMap(ObjectMapConfig(merge_every=1))
+        for k in range(3):
+            m.update([Segment(p + rng.normal(0, 0.002, p.shape), np.full((300, 3), 0.6), label="lamp",
+                              label_score=0.9, source="mask", amodal_box=est) for p in (shade, base)], 0.1 * k)
+        counts[name] = [o.box for o in m.snapshot().objects]
+    assert len(counts["none"]) == 2 and len(counts["estimates"]) == 1
+    assert box_iou(counts["estimates"][0], lamp) > 0.8

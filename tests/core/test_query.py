@@ -80,3 +80,14 @@ def test_with_a_grounder_an_anchor_missing_from_the_map_does_not_block_the_answe
     assert not rules.achievable and "no vase" in rules.answer
     r = QueryEngine(grounder=Grounder([1, 2])).answer(GRAPH, "the mug near the vase", viewpoint=VIEW)
     assert r.achievable and r.object_ids[0] == 1
+
+
+def test_with_a_grounder_a_noun_no_object_is_labelled_with_is_looked_for_among_the_unnamed_ones():
+    graph = SceneGraph(GRAPH.objects + [_obj(5, "object", 2.0, 1.0), _obj(6, "object", 2.0, -1.0)])
+    assert "no cabinet" in QueryEngine().answer(graph, "the cabinet", viewpoint=VIEW).answer
+    g = Grounder([6, 5, 0])
+    r = QueryEngine(grounder=g).answer(graph, "the cabinet", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 6 and "unnamed" in r.answer
+    assert sorted(g.calls[-1][1]) == [5, 6]  # only the unnamed objects, not the table the grounder likes too
+    r = QueryEngine(grounder=g).answer(GRAPH, "the cabinet", viewpoint=VIEW)  # nothing unnamed: the reason stays
+    assert not r.achievable and "no cabinet" in r.answer
