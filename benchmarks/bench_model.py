@@ -8,11 +8,13 @@ Usage::
     python benchmarks/bench_model.py --repeats 20 --json bench.json
 
 "dense" is the network on the keyframe (depth refinement, normals, semantics, votes); "full" adds instance grouping,
-object boxes and object embeddings (G2VLMInference.process_keyframe). With random weights the grouping finds the
+whole-object boxes and object embeddings (G2VLMInference.process_keyframe). With random weights the grouping finds the
 maximum number of instances, so "full" is a worst case; a trained model finds the scene's objects. "node" is what
 the perception node runs per keyframe (g2vlm_core.labeller.ModelLabeller): the frame downscaled to the width the
 checkpoint was trained at, the full model, masks back to the frame's size, segments with world points, the
-geometric segmentation that fills in what the model missed and keeps support planes.
+geometric segmentation that fills in what the model missed and keeps support planes. "query_*" is the node's query
+service in process, with the grounding head ranking the candidates ("grounded", the node's default) or its rules
+alone, over 50 / 500 objects.
 """
 from __future__ import annotations
 
@@ -90,6 +92,35 @@ def bench_device(inf: G2VLMInference, repeats: int, data: str = "") -> dict[str,
     it = iter(queries)
     res["text_ms_uncached"] = timeit(lambda: inf.embed_text(next(it)), repeats, sync=sync)
     res["text_ms_cached"] = timeit(lambda: inf.embed_text(queries[0]), repeats, sync=sync)
+    res.update(bench_queries(inf, repeats, sync))
+    return res
+
+
+def bench_queries(inf: G2VLMInference, repeats: int, sync) -> dict[str, float]:
+    """The node's query service in process (QueryEngine with the grounding head as its grounder, and its rules
+    alone) over a graph of 50 / 500 objects with random boxes and embeddings, labels spread over the model's
+    classes; five referring expressions in turn."""
+    from g2vlm_core.labeller import ModelLabeller
+    from g2vlm_core.predicates import Viewpoint
+    from g2vlm_core.query import QueryEngine
+    from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
+    from g2vlm_core.segmentation import Segmenter
+    lab = ModelLabeller(inf, Segmenter())
+    names = [inf.cfg.semantic_names[i] for i in inf.thing_ids] or ["object"]
+    rng = np.random.default_rng(0)
+    view = Viewpoint(np.array([-1.0, 0.0, 1.2]), np.array([1.0, 0.2, -0.3]))
+    texts = ["the red mug left of the table", "the chair", "the big shelf near the sofa", "where is the lamp",
+             "the small box on the desk"]
+    res = {}
+    for n in (50, 500):
+        graph = SceneGraph([SceneObject(i, names[i % len(names)], Box3D(rng.uniform(-3, 3, 3), rng.uniform(0.1, 1, 3)),
+                                        attributes={"color": "red", "size": "small"},
+                                        embedding=rng.normal(size=inf.cfg.embed_dim)) for i in range(n)])
+        for name, eng in (("grounded", QueryEngine(text_embedder=lab.embed_text, grounder=lab.ground)),
+                          ("rules", QueryEngine(text_embedder=lab.embed_text))):
+            k = iter(range(10 ** 9))
+            res[f"query_{name}_ms_{n}_objects"] = timeit(
+                lambda: eng.answer(graph, texts[next(k) % len(texts)], viewpoint=view), max(repeats, 25), sync=sync)
     return res
 
 
@@ -120,7 +151,7 @@ def main() -> None:
         results["devices"][name] = r
         print(f"== {name} ({'checkpoint ' + args.checkpoint if args.checkpoint else 'random weights'})")
         for k, v in r.items():
-            print(f"  {k:24s} {v:9.2f}" if isinstance(v, float) else f"  {k:24s} {v:9d}")
+            print(f"  {k:32s} {v:9.2f}" if isinstance(v, float) else f"  {k:32s} {v:9d}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -21,14 +21,15 @@ VIEW = Viewpoint(np.array([-3.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]))
 
 
 class Grounder:
-    """Prefers the objects of ``order`` (ids, best first), whatever the query; records what it was asked."""
+    """Prefers the objects of ``order`` (ids, best first) by ``step`` logits each, whatever the query; records
+    what it was asked."""
 
-    def __init__(self, order):
-        self.order, self.calls = order, []
+    def __init__(self, order, step=1.0):
+        self.order, self.step, self.calls = order, step, []
 
     def __call__(self, text, objects, viewpoint):
         self.calls.append((text, [o.id for o in objects], viewpoint))
-        return np.array([-float(self.order.index(o.id)) if o.id in self.order else -10.0 for o in objects])
+        return np.array([-self.step * self.order.index(o.id) if o.id in self.order else -10.0 for o in objects])
 
 
 def test_rules_alone_follow_the_viewpoint():
@@ -38,11 +39,16 @@ def test_rules_alone_follow_the_viewpoint():
 
 def test_grounder_ranks_only_the_objects_the_noun_names():
     g = Grounder([0, 4, 2, 1])  # it would pick the table, then the chair, if it were asked about them
-    r = QueryEngine(grounder=g).answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
-    assert r.achievable and r.object_ids[0] == 2  # the grounder's choice among the mugs, over the rules' mug 1
+    r = QueryEngine(grounder=g).answer(GRAPH, "the mug", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 2  # the rules cannot tell the red mugs apart: the grounder decides
     text, asked, view = g.calls[-1]
-    assert sorted(asked) == [1, 2, 3] and view is VIEW and text == "the mug left of the table"
-    assert r.scores[0] == pytest.approx(np.exp(-2) / (np.exp(-2) + np.exp(-3) + np.exp(-10)))  # softmax over mugs
+    assert sorted(asked) == [1, 2, 3] and view is VIEW and text == "the mug"
+    assert r.scores[0] == pytest.approx(1 / (1 + np.exp(-1.0) + np.exp(-8.0)))  # logits -2, -3, -10; equal rules
+    # The rules' relation evidence breaks a near tie of the grounder, not a clear preference.
+    r = QueryEngine(grounder=Grounder([2, 1])).answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
+    assert r.object_ids[0] == 1
+    r = QueryEngine(grounder=Grounder([2, 1], step=10.0)).answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
+    assert r.object_ids[0] == 2
     # Excluded ids and the search region bound the grounder's candidates too.
     r = QueryEngine(grounder=g).answer(GRAPH, "the mug", viewpoint=VIEW, excluded_ids=[2])
     assert r.object_ids[0] == 1 and 2 not in g.calls[-1][1]
