@@ -109,8 +109,12 @@ class ModelLabeller:
         except ValueError:  # looking straight up or down
             return None
         out = np.full(len(objects), -np.inf)
-        out[have] = self.inference.ground(text, np.stack([objects[i].embedding for i in have]),
-                                          [objects[i].box for i in have], T)
+        try:
+            out[have] = self.inference.ground(text, np.stack([objects[i].embedding for i in have]),
+                                              [objects[i].box for i in have], T)
+        except (ValueError, RuntimeError) as e:  # e.g. a loaded map's embeddings from another model
+            log.warning("grounding head could not score the objects (%s); the query engine uses its rules", e)
+            return None
         return out
 
     def __call__(self, frame: RGBDFrame, T_world_cam: np.ndarray) -> list[Segment] | None:

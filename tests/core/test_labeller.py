@@ -228,3 +228,5 @@ def test_labeller_grounds_scene_objects_for_the_query_engine(tmp_path):
     assert np.allclose(s[[0, 2]], ref)
     assert labeller.ground("the red mug", objs, None) is None  # no viewpoint: the query engine keeps its rules
     assert labeller.ground("the red mug", [objs[1]], view) is None
+    other = [SceneObject(0, "mug", BOXES[0], embedding=np.ones(cfg.embed_dim + 3))]  # a map from another model
+    assert labeller.ground("the red mug", other, view) is None
