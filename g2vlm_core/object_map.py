@@ -87,6 +87,8 @@ class ObjectMapConfig:
                              f"for voxel_m={self.voxel_m}")
         if self.max_voxels_per_object < 8:
             raise ValueError("max_voxels_per_object must be at least 8")
+        if self.max_amodal_estimates < 1:
+            raise ValueError("max_amodal_estimates must be at least 1 (amodal_boxes: false turns the estimates off)")
         up_vector(self.up_axis)
 
 

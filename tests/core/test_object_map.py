@@ -417,3 +417,8 @@ def test_fragments_whose_whole_object_boxes_nest_merge():
         counts[name] = [o.box for o in m.snapshot().objects]
     assert len(counts["none"]) == 2 and len(counts["estimates"]) == 1
     assert box_iou(counts["estimates"][0], lamp) > 0.8
+
+
+def test_amodal_estimate_budget_must_be_positive():
+    with pytest.raises(ValueError, match="max_amodal_estimates"):
+        ObjectMapConfig(max_amodal_estimates=0)
