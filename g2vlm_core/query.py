@@ -305,9 +305,7 @@ class QueryEngine:
             if np_.noun is not None and not self._label_scores(np_.noun, objects).any():
                 return head, None, f"there is no {np_.noun} in the map"
         s = self._np_scores(head, objects, viewpoint)
-        for i, o in enumerate(objects):
-            if o.id in excluded or (center is not None and np.linalg.norm(o.box.center - center) > radius):
-                s[i] = 0.0
+        s[~_allowed(objects, excluded, center, radius)] = 0.0
         return head, s, None
 
     def _ranked(self, objects, s, k):
@@ -334,9 +332,8 @@ class QueryEngine:
         """Scores (N,) summing to 1 over the allowed objects that the head noun names (all allowed ones for
         "object"; those of the mask ``pool`` when given): the grounder's softmax times (grounded_rule_floor + the rules'
         scores ``s``), 0 elsewhere; ``s`` unchanged when there is no grounder or it cannot score them."""
-        allowed = np.array([o.id not in excluded and (center is None or np.linalg.norm(o.box.center - center)
-                                                      <= radius) for o in objects], dtype=bool)
-        idx = np.nonzero(allowed & (self._label_scores(head.noun, objects) > 0 if pool is None else pool))[0]
+        named = self._label_scores(head.noun, objects) > 0 if pool is None else pool
+        idx = np.nonzero(_allowed(objects, excluded, center, radius) & named)[0]
         if self.grounder is None or not idx.size:
             return s
         g = self.grounder(text, [objects[i] for i in idx], viewpoint)
@@ -426,6 +423,12 @@ class QueryEngine:
                            object_ids=[objects[i].id, objects[j].id], scores=[si, sj],
                            answer=f"{d:.2f} m between {_name(objects, objects[i].id)} and "
                                   f"{_name(objects, objects[j].id)} (box centres)")
+
+
+def _allowed(objects: list[SceneObject], excluded, center, radius) -> np.ndarray:
+    """(N,) bool: objects not excluded and, when a search region is given, with their box centre inside it."""
+    return np.array([o.id not in excluded and (center is None or np.linalg.norm(o.box.center - center) <= radius)
+                     for o in objects], dtype=bool)
 
 
 def _name(objects: list[SceneObject], object_id: int) -> str:

@@ -74,7 +74,7 @@ class LossConfig:
     w_ground: float = 1.0  # cross entropy of referring expressions over the objects of their frame
     w_spatial: float = 1.0  # BCE over predicates for object pairs
     w_text: float = 0.5  # cross entropy over the answer vocabulary
-    w_box: float = 0.0  # smooth L1 on the faces of amodal boxes (needs model.amodal_boxes)
+    w_box: float = 0.0  # amodal boxes: smooth L1 of the faces + 1 - IoU (needs model.amodal_boxes)
     conf_tol_m: float = 0.02  # a point is "confident" when its 3D error is below this
     align_temperature: float = 0.07  # InfoNCE temperature
 
@@ -144,7 +144,7 @@ def _coerce(cls, data: dict[str, Any], where: str):
 
 
 def model_config_from_dict(d: dict) -> ModelConfig:
-    return _check_model(_coerce(ModelConfig, d, "model"))
+    return check_model(_coerce(ModelConfig, d, "model"))
 
 
 def config_to_dict(cfg) -> dict:
@@ -152,7 +152,8 @@ def config_to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def _check_model(cfg: ModelConfig) -> ModelConfig:
+def check_model(cfg: ModelConfig) -> ModelConfig:
+    """``cfg`` after checking the fields with a fixed set of values (ValueError naming the field)."""
     if cfg.token_geometry not in ("3d", "2d"):
         raise ValueError(f"model.token_geometry must be '3d' or '2d', got {cfg.token_geometry!r}")
     if cfg.instance_grouping not in ("votes", "components"):
@@ -166,7 +167,7 @@ def config_from_dict(d: dict) -> Config:
     unknown = sorted(set(d) - {"model", "loss", "train", "base"})
     if unknown:
         raise ValueError(f"unknown config sections: {', '.join(unknown)}; known: model, loss, train")
-    return Config(_check_model(_coerce(ModelConfig, d.get("model"), "model")), _coerce(LossConfig, d.get("loss"), "loss"),
+    return Config(check_model(_coerce(ModelConfig, d.get("model"), "model")), _coerce(LossConfig, d.get("loss"), "loss"),
                   _coerce(TrainConfig, d.get("train"), "train"))
 
 

@@ -242,8 +242,9 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
         matched += len(match_objects(gt_seen, objs, 0.25).pairs) if objs else 0
         gt_by_id = {o.id: o for o in scene.objects}
         poses = scene.poses()
+        seen_ids = {o.id for o in gt_seen}
         for e in scene.expressions:
-            if e.target_id not in {o.id for o in gt_seen}:
+            if e.target_id not in seen_ids:
                 continue  # the frames never showed the target: not a grounding failure of the model
             if not objs:
                 g25.append(0.0), g50.append(0.0), q25.append(0.0), q50.append(0.0), r25.append(0.0)

@@ -15,7 +15,7 @@ from ..camera import CameraIntrinsics, GeometryError, check_rigid
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 from .checkpoint import load_model, training_image_hw
-from .config import RUNTIME_FIELDS
+from .config import RUNTIME_FIELDS, check_model
 from .data import slot_visible_boxes
 from .model import FINE_STRIDE, G2VLM, object_masks
 
@@ -170,8 +170,7 @@ class G2VLMInference:
             raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
         for k, v in runtime.items():
             setattr(model.cfg, k, type(getattr(model.cfg, k))(v))
-        if model.cfg.instance_grouping not in ("votes", "components"):
-            raise ValueError(f"instance_grouping must be 'votes' or 'components', got {model.cfg.instance_grouping!r}")
+        check_model(model.cfg)  # the runtime values too
         if model.cfg.dtype not in DTYPES:
             raise ValueError(f"dtype {model.cfg.dtype!r} is not one of {', '.join(DTYPES)}")
         self.device = torch.device(device)
@@ -190,11 +189,6 @@ class G2VLMInference:
         inf = cls(model, device, **runtime)
         inf.training_image_hw = training_image_hw(model.checkpoint_meta)
         return inf
-
-    @property
-    def amodal_boxes(self) -> bool:
-        """Whether instance boxes are whole-object boxes (the model has the amodal box head)."""
-        return self.model.amodal is not None
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
@@ -287,7 +281,7 @@ class G2VLMInference:
         pts_np = pts_world.cpu().numpy()
         names = self.cfg.semantic_names
         ok_np = (depth_np > 0) & np.isfinite(depth_np)
-        fmaps, vis = [], boxes.clone()  # an instance without 3 points with depth keeps its quantile box
+        fmaps, vis = [], boxes.clone()
         for b, (small_map, info, full_map) in enumerate(per_frame):
             if full_map is not None:
                 fmap = full_map.int().cpu().numpy()
@@ -295,8 +289,7 @@ class G2VLMInference:
                 fmap = F.interpolate(small_map[None, None].float(), size=(H, W), mode="nearest")[0, 0].int().cpu().numpy()
                 fmap[~thing_np[sem_np[b]]] = 0  # sharpen the stride-4 masks with the full-resolution semantics
             fmaps.append(fmap)
-            vb, has = slot_visible_boxes(pts_np[b], ok_np[b], fmap, M)
-            vis[b, has] = vb[has].to(self.device)
+            vis[b] = self._visible(boxes[b], pts_np[b], ok_np[b], fmap)
         faces = self._faces(enc, masks, vis, T)
         for b, (small_map, info, full_map) in enumerate(per_frame):
             fmap = fmaps[b]
@@ -316,8 +309,16 @@ class G2VLMInference:
         for b, reg in enumerate(regions or []):
             if reg is not None:
                 results[b].region_embeddings, results[b].region_faces = self._embed_regions(
-                    b, reg, pts_world[b], out, enc, T, fm_hw)
+                    b, reg, pts_world[b], pts_np[b], ok_np[b], out, enc, T, fm_hw)
         return results
+
+    def _visible(self, fallback: torch.Tensor, points: np.ndarray, ok: np.ndarray, slots: np.ndarray) -> torch.Tensor:
+        """Boxes (M, 7) of the visible parts of slots 1..M of ``slots`` (H, W) from the world points (H, W, 3) at
+        the ``ok`` pixels; a slot without 3 such points keeps its ``fallback`` (M, 7) box."""
+        vis = fallback.clone()
+        vb, has = slot_visible_boxes(points, ok, slots, len(fallback))
+        vis[has] = vb[has].to(self.device)
+        return vis
 
     def _faces(self, enc: dict, masks: torch.Tensor, visible: torch.Tensor, T: torch.Tensor) -> np.ndarray | None:
         """The amodal box head's face offsets (B, M, 6) float64 for visible boxes (B, M, 7); None without the head."""
@@ -327,9 +328,10 @@ class G2VLMInference:
             f = self.model.amodal_faces(enc, masks, visible, T)["box_faces"]
         return f.float().cpu().numpy().astype(np.float64)
 
-    def _embed_regions(self, b: int, reg, pts_world: torch.Tensor, out: dict, enc: dict, T: torch.Tensor,
-                       fm_hw) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-        """Embeddings and (with the amodal box head) box face offsets of the regions of id map ``reg`` in frame b."""
+    def _embed_regions(self, b: int, reg, pts_world: torch.Tensor, pts_np: np.ndarray, ok_np: np.ndarray, out: dict,
+                       enc: dict, T: torch.Tensor, fm_hw) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """Embeddings and (with the amodal box head) box face offsets of the regions of id map ``reg`` in frame b
+        (``pts_world`` / ``pts_np``: its world points as a tensor / array, ``ok_np``: its pixels with depth)."""
         r = torch.as_tensor(np.asarray(reg), dtype=torch.long, device=self.device)
         if r.shape != out["depth"].shape[-2:]:
             raise ValueError(f"regions are {tuple(r.shape)} but the keyframe is {tuple(out['depth'].shape[-2:])}")
@@ -353,10 +355,7 @@ class G2VLMInference:
         e = F.normalize(o["obj_embed"].float(), dim=-1)[0].cpu().numpy()
         faces_out: dict[int, np.ndarray] = {}
         if self.model.amodal is not None:
-            vis = boxes.clone()
-            vb, has = slot_visible_boxes(pts_world.cpu().numpy(), (out["depth"][b, 0] > 0).cpu().numpy(),
-                                         rr.cpu().numpy(), len(ids))
-            vis[0, has] = vb[has].to(self.device)
+            vis = self._visible(boxes[0], pts_np, ok_np, rr.cpu().numpy())[None]
             f = self._faces(enc_b, masks, vis, T[b:b + 1])
             faces_out = {i: f[0, j] for j, i in enumerate(ids)}
         return {i: e[j] for j, i in enumerate(ids)}, faces_out
