@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, config_fingerprint, config_to_dict, diff_configs, model_config_from_dict
+from .config import (RUNTIME_FIELDS, ModelConfig, check_model, config_fingerprint, config_to_dict, diff_configs,
+                     model_config_from_dict)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,32 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     if config_fingerprint(cfg) != meta.get("config_fingerprint"):
         raise CheckpointError(f"{p}: model config does not match its recorded fingerprint")
     return cfg, tensors, meta
+
+
+def set_runtime_defaults(path: str | Path, **fields) -> dict:
+    """Change the inference-only fields (RUNTIME_FIELDS, e.g. instance_grouping) that a checkpoint records as its
+    defaults, in place; the weights, their checksum and the config fingerprint are unchanged. Returns the changed
+    fields as {name: (old, new)}. ValueError for other fields or bad values, CheckpointError for a bad checkpoint."""
+    from safetensors.torch import save_file
+    bad = sorted(set(fields) - set(RUNTIME_FIELDS))
+    if bad:
+        raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
+    cfg, tensors, meta = read_checkpoint(path)
+    changed = {}
+    for k, v in fields.items():
+        old = getattr(cfg, k)
+        setattr(cfg, k, type(old)(v))
+        if getattr(cfg, k) != old:
+            changed[k] = (old, getattr(cfg, k))
+    check_model(cfg)
+    if changed:
+        p = weights_path(path)
+        meta = dict(meta, model_config=json.dumps(config_to_dict(cfg), sort_keys=True))
+        tmp = p.with_name(p.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, p)
+        os.chmod(p, 0o644)
+    return changed
 
 
 def load_weights(model, path: str | Path, strict_config: bool = True, new_modules: tuple[str, ...] = ()) -> dict:

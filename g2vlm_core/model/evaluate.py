@@ -284,14 +284,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--cluster-radius", type=float, default=None, help="override cluster_radius_m (metres)")
     p.add_argument("--min-instance-px", type=int, default=None, help="override min_instance_px (pixels)")
+    p.add_argument("--instance-grouping", choices=("votes", "components"), default=None,
+                   help="override instance_grouping")
     p.add_argument("--map-scenes", type=int, default=0,
                    help="scenes for the in-map grounding figures (0 = every scene of the split, -1 = skip)")
     p.add_argument("--json", default="")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    runtime = {k: v for k, v in (("cluster_radius_m", args.cluster_radius), ("min_instance_px", args.min_instance_px))
-               if v is not None}
+    runtime = {k: v for k, v in (("cluster_radius_m", args.cluster_radius), ("min_instance_px", args.min_instance_px),
+                                 ("instance_grouping", args.instance_grouping)) if v is not None}
     inf = G2VLMInference.from_checkpoint(args.checkpoint, args.device, **runtime)
     res = evaluate_split(inf, args.data, args.split, args.max_frames, args.image_hw, args.frame_stride)
     if args.map_scenes >= 0:

@@ -21,6 +21,14 @@ def object_masks(instance_ids: torch.Tensor, M: int, size: tuple[int, int]) -> t
     """Soft per-object masks ``(B, M, h, w)`` (area fractions at feature resolution ``size``) from instance ids
     ``(B, H, W)`` where id k >= 1 is object slot k - 1 and 0 is no object."""
     ids = instance_ids.long().clamp(0, M + 1)
+    B, H, W = ids.shape
+    h, w = size
+    if H % h == 0 and W % w == 0:  # equal cells: count ids per cell (a one-hot of a 640x480 map is ~60 MB)
+        cell = ((torch.arange(H, device=ids.device) // (H // h))[:, None] * w
+                + (torch.arange(W, device=ids.device) // (W // w))[None, :])  # (H, W)
+        key = (torch.arange(B, device=ids.device)[:, None, None] * (M + 2) + ids) * (h * w) + cell
+        counts = torch.bincount(key.flatten(), minlength=B * (M + 2) * h * w).view(B, M + 2, h, w)
+        return counts[:, 1:M + 1].float() / float((H // h) * (W // w))
     onehot = F.one_hot(ids, M + 2)[..., 1:M + 1].permute(0, 3, 1, 2).float()  # (B, M, H, W)
     return F.adaptive_avg_pool2d(onehot, size)
 

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from g2vlm_core.model import G2VLM  # noqa: E402
 from g2vlm_core.model.checkpoint import (CheckpointError, load_model, load_train_state, load_weights,  # noqa: E402
-                                         save_checkpoint)
+                                         read_checkpoint, save_checkpoint, set_runtime_defaults)
 from g2vlm_core.model.data import ToyFrames, collate  # noqa: E402
 from g2vlm_core.model.testing import tiny_config, write_tiny_text_encoder  # noqa: E402
 
@@ -130,3 +130,24 @@ def test_a_new_head_starts_from_a_checkpoint_without_it(saved, text_dir):
         assert torch.equal(grown.state_dict()[k], v), k
     with pytest.raises(CheckpointError, match="missing"):  # only the named modules may be missing
         load_weights(G2VLM(tiny_config(text_dir, amodal_boxes=True)), path, new_modules=("answer.",))
+
+
+def test_runtime_defaults_change_in_place_without_touching_the_weights(saved, tmp_path):
+    import shutil
+    model, path, batch = saved
+    dst = tmp_path / "copy"
+    shutil.copytree(path, dst)
+    _, tensors, meta = read_checkpoint(dst)
+    assert model.cfg.instance_grouping == "votes"
+    assert set_runtime_defaults(dst, instance_grouping="components", min_instance_px=32) == {
+        "instance_grouping": ("votes", "components"), "min_instance_px": (model.cfg.min_instance_px, 32)}
+    cfg, tensors2, meta2 = read_checkpoint(dst)  # checksum and fingerprint still verify
+    assert cfg.instance_grouping == "components" and cfg.min_instance_px == 32
+    assert meta2["sha256"] == meta["sha256"] and all(torch.equal(tensors[k], tensors2[k]) for k in tensors)
+    assert load_weights(G2VLM(model.cfg), dst)  # the same architecture still loads it
+    assert set_runtime_defaults(dst, instance_grouping="components") == {}  # nothing to change
+    with pytest.raises(ValueError, match="not runtime fields"):
+        set_runtime_defaults(dst, d_model=8)
+    with pytest.raises(ValueError, match="instance_grouping"):
+        set_runtime_defaults(dst, instance_grouping="blobs")
+    assert read_checkpoint(dst)[0].instance_grouping == "components"  # a refused change writes nothing

@@ -149,3 +149,13 @@ def test_bad_token_geometry_is_rejected(tmp_path):
     p.write_text("model:\n  token_geometry: 4d\n")
     with pytest.raises(ValueError, match="token_geometry"):
         load_config(p)
+
+
+@pytest.mark.parametrize("hw,size", [((48, 64), (12, 16)), ((50, 64), (12, 16))])  # equal cells, and not
+def test_object_masks_are_the_area_fractions_of_each_slot(hw, size):
+    import torch.nn.functional as F
+
+    from g2vlm_core.model.model import object_masks
+    ids = torch.randint(0, 6, (2, *hw))  # slots 1..4 kept (M = 4), 5 dropped as out of range
+    onehot = F.one_hot(ids.clamp(0, 5), 6)[..., 1:5].permute(0, 3, 1, 2).float()
+    assert torch.allclose(object_masks(ids, 4, size), F.adaptive_avg_pool2d(onehot, size), atol=1e-6)

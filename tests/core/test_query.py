@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from g2vlm_core.predicates import Viewpoint
-from g2vlm_core.query import QueryEngine
+from g2vlm_core.query import QueryConfig, QueryEngine
 from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
 
 
@@ -97,3 +97,36 @@ def test_with_a_grounder_a_noun_no_object_is_labelled_with_is_looked_for_among_t
     assert sorted(g.calls[-1][1]) == [5, 6]  # only the unnamed objects, not the table the grounder likes too
     r = QueryEngine(grounder=g).answer(GRAPH, "the cabinet", viewpoint=VIEW)  # nothing unnamed: the reason stays
     assert not r.achievable and "no cabinet" in r.answer
+
+
+def test_an_object_seen_in_one_keyframe_answers_only_when_nothing_confirmed_matches():
+    def graph(counts):
+        objs = [_obj(i, "mug", 0.0, y) for i, y in ((1, 0.6), (2, -0.6))]
+        for o, n in zip(objs, counts):
+            o.observation_count = n
+        return SceneGraph([_obj(0, "table", 0.0, 0.0, 0.35, (0.8, 0.8, 0.7))] + objs)
+
+    g = Grounder([2, 1], step=5.0)  # prefers mug 2 clearly
+    assert QueryEngine(grounder=g).answer(graph([3, 3]), "the mug", viewpoint=VIEW).object_ids[0] == 2
+    r = QueryEngine(grounder=g).answer(graph([3, 1]), "the mug", viewpoint=VIEW)  # mug 2 seen once: tentative
+    assert r.achievable and r.object_ids[0] == 1
+    r = QueryEngine(grounder=g).answer(graph([3, 1]), "the mug", viewpoint=VIEW, excluded_ids=[1])
+    assert r.achievable and r.object_ids == [2]  # nothing confirmed matches: the tentative one answers
+    assert QueryEngine(grounder=g).answer(graph([1, 1]), "the mug", viewpoint=VIEW).object_ids[0] == 2
+    assert QueryEngine(grounder=g).answer(graph([0, 0]), "the mug", viewpoint=VIEW).object_ids[0] == 2  # not recorded
+    off = QueryEngine(QueryConfig(tentative_factor=1.0), grounder=g)
+    assert off.answer(graph([3, 1]), "the mug", viewpoint=VIEW).object_ids[0] == 2
+    # The rules alone (the two red mugs tie): the confirmed mug (the tentative one falls below min_score) ...
+    assert QueryEngine().answer(graph([1, 3]), "the mug", viewpoint=VIEW).object_ids == [2]
+    assert QueryEngine().answer(graph([3, 1]), "the mug", viewpoint=VIEW).object_ids == [1]
+    assert QueryEngine(QueryConfig(tentative_factor=1.0)).answer(graph([1, 3]), "the mug", viewpoint=VIEW).object_ids \
+        == [1, 2]
+    # ... but a tentative object that matches where the confirmed one does not (mug 1 is left) still answers.
+    r = QueryEngine().answer(graph([3, 1]), "the mug right of the table", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 2
+
+
+@pytest.mark.parametrize("kw", [{"confirmed_observations": 0}, {"tentative_factor": 0.0}, {"tentative_factor": 1.5}])
+def test_bad_tentative_settings_are_refused(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        QueryConfig(**kw)
