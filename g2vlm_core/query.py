@@ -72,7 +72,7 @@ class QueryConfig:
     confirmed_observations: int = 2  # an object observed in fewer keyframes than this (but at least one; 0 means not
     # recorded) is tentative, often a false segment of one view whose single embedding the grounder over-trusts ...
     tentative_factor: float = 1e-3  # ... and its score is multiplied by this when a confirmed candidate also scores
-    # at least min_score: it answers only when nothing confirmed matches (1 turns this off)
+    # (with the rules alone: at least min_score): it answers only when nothing confirmed matches (1 turns this off)
 
     def __post_init__(self) -> None:
         if self.confirmed_observations < 1:
@@ -362,9 +362,9 @@ class QueryEngine:
 
     def _confirmed_first(self, objects, s: np.ndarray, least: float) -> np.ndarray:
         """``s`` (N,) with the scores of tentative objects (QueryConfig.confirmed_observations) scaled by
-        tentative_factor when a confirmed object scores more than 0 and at least ``least``. On the 40 validation scenes of the
-        synthetic set it raised the query service's Acc@0.25 by 0.01 (its rules alone: by 0.035): a spurious
-        one-view fragment labelled like the target was otherwise often ranked first."""
+        tentative_factor when a confirmed object scores more than 0 and at least ``least``. On the 40 validation
+        scenes of the synthetic set it raised the query service's Acc@0.25 by 0.01 (its rules alone: by 0.035): a
+        spurious one-view fragment labelled like the target was otherwise often ranked first."""
         n = np.array([o.observation_count for o in objects])
         tentative = (n >= 1) & (n < self.cfg.confirmed_observations)
         if not tentative.any() or not ((s[~tentative] > 0) & (s[~tentative] >= least)).any():
