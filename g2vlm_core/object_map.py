@@ -277,8 +277,8 @@ def _extend_box(box: Box3D, estimates: list[np.ndarray]) -> Box3D:
     size[turned] = size[turned][:, [1, 0, 2]]
     centre = (e[:, :3] - box.center) @ box.rotation  # (N, 3) in box's axes
     med = _weighted_median(np.concatenate([centre - size / 2, centre + size / 2], axis=1), np.maximum(e[:, 7], 1e-6))
-    lo, hi = np.minimum(-box.size / 2, med[:3]), np.maximum(box.size / 2, med[3:])
-    return Box3D(box.center + box.rotation @ ((lo + hi) / 2), hi - lo, box.yaw)
+    out = np.r_[-box.size / 2 - med[:3], med[3:] - box.size / 2]  # how far each face moves out
+    return box.grown(np.maximum(out, 0.0), min_size=0.0)
 
 
 class ObjectMap:
@@ -562,7 +562,8 @@ class ObjectMap:
             o.emb_n += 1
         b = seg.amodal_box
         if b is not None and np.all(np.isfinite(b.center)) and np.all(np.isfinite(b.size)) and np.isfinite(b.yaw):
-            o.amodal = (o.amodal + [np.r_[b.center, b.size, b.yaw, float(len(pts))]])[-self.config.max_amodal_estimates:]
+            estimate = np.r_[b.center, b.size, b.yaw, float(len(pts))]
+            o.amodal = (o.amodal + [estimate])[-self.config.max_amodal_estimates:]
         o.first_seen_s = min(o.first_seen_s, stamp_s)
         o.last_seen_s = max(o.last_seen_s, stamp_s)
 

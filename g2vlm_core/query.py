@@ -338,21 +338,22 @@ class QueryEngine:
                 out.append(SpatialRelation(objects[i].id, p, objects[cols[j]].id, float(conf[p][0, j]), ref))
         return out
 
-    def _grounded(self, objects, text, head, s, viewpoint, excluded, center, radius, pool=None) -> np.ndarray:
+    def _grounded(self, objects, text, head, s, viewpoint, excluded, center, radius,
+                  pool=None) -> np.ndarray | None:
         """Scores (N,) summing to 1 over the allowed objects that the head noun names (all allowed ones for
         "object"; those of the mask ``pool`` when given): the grounder's softmax times (grounded_rule_floor + the rules'
-        scores ``s``), tentative objects after confirmed ones (_confirmed_first), 0 elsewhere; ``s`` itself (the same
-        array) when there is no grounder or it cannot score them."""
+        scores ``s``), tentative objects after confirmed ones (_confirmed_first), 0 elsewhere; None when there is no
+        grounder or it cannot score them."""
         named = self._label_scores(head.noun, objects) > 0 if pool is None else pool
         idx = np.nonzero(_allowed(objects, excluded, center, radius) & named)[0]
         if self.grounder is None or not idx.size:
-            return s
+            return None
         g = self.grounder(text, [objects[i] for i in idx], viewpoint)
         if g is None:
-            return s
+            return None
         g = np.asarray(g, dtype=np.float64).reshape(-1)
         if g.shape != idx.shape or not np.isfinite(g).any():
-            return s
+            return None
         e = np.where(np.isfinite(g), np.exp(g - np.max(g[np.isfinite(g)])), 0.0)
         w = e / e.sum() * (self.cfg.grounded_rule_floor + s[idx])
         w = self._confirmed_first([objects[i] for i in idx], w, 0.0)
@@ -381,8 +382,8 @@ class QueryEngine:
             # The model named no object so; it may have mapped the object without a name.
             unnamed = np.array([o.label.lower() == self.cfg.unnamed_label for o in objects], dtype=bool)
             g = self._grounded(objects, text, head, np.zeros(len(objects)), viewpoint, excluded, center, radius,
-                               pool=unnamed) if unnamed.any() else np.zeros(len(objects))
-            if g.any():
+                               pool=unnamed) if unnamed.any() else None
+            if g is not None and g.any():
                 s, reason = np.zeros(len(objects)), None
                 note = f" (no object is labelled {head.noun}: the best match among the unnamed objects)"
         if reason:
@@ -393,7 +394,7 @@ class QueryEngine:
         else:
             ranked = self._grounded(objects, text, head, s, viewpoint, excluded, center, radius)
             # the rules' own scores when the grounder did not rank (absolute, not renormalised)
-            s = ranked if ranked is not s else self._confirmed_first(objects, s, self.cfg.min_score)
+            s = ranked if ranked is not None else self._confirmed_first(objects, s, self.cfg.min_score)
         ids, scores, order = self._ranked(objects, s, k)
         if not ids or max(scores[0], rules_best) < self.cfg.achievable_score:
             what = head.noun or "object"

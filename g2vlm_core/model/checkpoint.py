@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .config import (RUNTIME_FIELDS, ModelConfig, check_model, config_fingerprint, config_to_dict, diff_configs,
+from .config import (ModelConfig, apply_runtime, config_fingerprint, config_to_dict, diff_configs,
                      model_config_from_dict)
 
 log = logging.getLogger(__name__)
@@ -112,17 +112,8 @@ def set_runtime_defaults(path: str | Path, **fields) -> dict:
     defaults, in place; the weights, their checksum and the config fingerprint are unchanged. Returns the changed
     fields as {name: (old, new)}. ValueError for other fields or bad values, CheckpointError for a bad checkpoint."""
     from safetensors.torch import save_file
-    bad = sorted(set(fields) - set(RUNTIME_FIELDS))
-    if bad:
-        raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
     cfg, tensors, meta = read_checkpoint(path)
-    changed = {}
-    for k, v in fields.items():
-        old = getattr(cfg, k)
-        setattr(cfg, k, type(old)(v))
-        if getattr(cfg, k) != old:
-            changed[k] = (old, getattr(cfg, k))
-    check_model(cfg)
+    changed = apply_runtime(cfg, **fields)
     if changed:
         p = weights_path(path)
         meta = dict(meta, model_config=json.dumps(config_to_dict(cfg), sort_keys=True))

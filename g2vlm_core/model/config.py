@@ -198,6 +198,22 @@ RUNTIME_FIELDS = ("dtype", "text_cache_size", "cluster_radius_m", "min_instance_
                   "instance_grouping", "depth_edge_rel")
 
 
+def apply_runtime(cfg: ModelConfig, **runtime) -> dict[str, tuple]:
+    """Set inference-only fields (RUNTIME_FIELDS) of ``cfg`` in place, each coerced to its field's type, and check
+    the result (ValueError naming a non-runtime field or a bad value). Returns the changed fields {name: (old, new)}."""
+    bad = sorted(set(runtime) - set(RUNTIME_FIELDS))
+    if bad:
+        raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
+    changed = {}
+    for k, v in runtime.items():
+        old = getattr(cfg, k)
+        setattr(cfg, k, type(old)(v))
+        if getattr(cfg, k) != old:
+            changed[k] = (old, getattr(cfg, k))
+    check_model(cfg)
+    return changed
+
+
 # Architecture fields added after checkpoints were shipped: fingerprinted only when not at their default, so that
 # checkpoints written before a field existed keep their fingerprint (and load, with the field at its default).
 LATER_FIELDS = {"amodal_boxes": False}

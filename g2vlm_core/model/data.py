@@ -195,17 +195,16 @@ def collate(examples: list[dict]) -> dict:
     valid = torch.zeros(B, M, dtype=torch.bool)
     cat = torch.zeros(B, M, dtype=torch.int64)
     rel = torch.zeros(B, M, M, P)
+    with_vis = all("obj_visible_boxes" in e for e in examples)
+    vis, vis_ok = boxes.clone(), torch.zeros(B, M, dtype=torch.bool)  # same padding as the boxes
     for b, e in enumerate(examples):
         m = e["obj_boxes"].shape[0]
         boxes[b, :m], valid[b, :m], cat[b, :m] = e["obj_boxes"], True, e["obj_category"]
         rel[b, :m, :m] = e["rel_targets"]
-    if all("obj_visible_boxes" in e for e in examples):
-        vis = torch.zeros(B, M, 7)
-        vis[..., 3:6] = 0.1
-        vis_ok = torch.zeros(B, M, dtype=torch.bool)
-        for b, e in enumerate(examples):
-            m = e["obj_visible_boxes"].shape[0]
-            vis[b, :m], vis_ok[b, :m] = e["obj_visible_boxes"], e["obj_visible_valid"]
+        if with_vis:
+            mv = e["obj_visible_boxes"].shape[0]
+            vis[b, :mv], vis_ok[b, :mv] = e["obj_visible_boxes"], e["obj_visible_valid"]
+    if with_vis:
         batch.update(obj_visible_boxes=vis, obj_visible_valid=vis_ok)
     batch.update(obj_boxes=boxes, obj_valid=valid, obj_category=cat, rel_targets=rel,
                  rel_valid=valid[:, :, None] & valid[:, None, :] & ~torch.eye(M, dtype=torch.bool)[None])

@@ -15,7 +15,7 @@ from ..camera import CameraIntrinsics, GeometryError, check_rigid
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 from .checkpoint import load_model, training_image_hw
-from .config import RUNTIME_FIELDS, check_model
+from .config import apply_runtime
 from .data import slot_visible_boxes
 from .model import FINE_STRIDE, G2VLM, object_masks
 
@@ -165,12 +165,7 @@ class G2VLMInference:
     def __init__(self, model: G2VLM, device: str | torch.device = "cpu", **runtime):
         """``runtime`` overrides inference-only config fields (RUNTIME_FIELDS: dtype, cluster_radius_m,
         min_instance_px, max_instances, text_cache_size)."""
-        bad = sorted(set(runtime) - set(RUNTIME_FIELDS))
-        if bad:
-            raise ValueError(f"{bad} are not runtime fields; these are: {', '.join(RUNTIME_FIELDS)}")
-        for k, v in runtime.items():
-            setattr(model.cfg, k, type(getattr(model.cfg, k))(v))
-        check_model(model.cfg)  # the runtime values too
+        apply_runtime(model.cfg, **runtime)
         if model.cfg.dtype not in DTYPES:
             raise ValueError(f"dtype {model.cfg.dtype!r} is not one of {', '.join(DTYPES)}")
         self.device = torch.device(device)
