@@ -25,9 +25,9 @@ import numpy as np
 import open3d as o3d
 import open3d.core as o3c
 
-from g2vlm_core.camera import invert_transform
+from g2vlm_core.geometry.camera import invert_transform
 from g2vlm_core.datasets import open_dataset
-from g2vlm_core.fusion import FusionConfig, TSDFFusion
+from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("G2VLM_SHARED_DATA", REPO.parent / "shared" / "data" / "real"))
@@ -94,8 +94,8 @@ def bench_fusion(frames, voxel: float, n_frames: int, device: str) -> dict:
 
 def bench_object_map(frames) -> str:
     try:
-        from g2vlm_core.object_map import ObjectMap
-        from g2vlm_core.segmentation import Segmenter
+        from g2vlm_core.mapping.object_map import ObjectMap
+        from g2vlm_core.geometry.segmentation import Segmenter
     except ImportError as e:  # the object map is another module; keep the fusion numbers usable without it
         return f"TODO object map not available ({e})"
     seg, omap = Segmenter(), ObjectMap()

@@ -10,7 +10,7 @@ Usage::
 "dense" is the network on the keyframe (depth refinement, normals, semantics, votes); "full" adds instance grouping,
 whole-object boxes and object embeddings (G2VLMInference.process_keyframe). With random weights the grouping finds the
 maximum number of instances, so "full" is a worst case; a trained model finds the scene's objects. "node" is what
-the perception node runs per keyframe (g2vlm_core.labeller.ModelLabeller): the frame downscaled to the width the
+the perception node runs per keyframe (g2vlm_core.recognition.g2vlm.ModelLabeller): the frame downscaled to the width the
 checkpoint was trained at, the full model, masks back to the frame's size, segments with world points, the
 geometric segmentation that fills in what the model missed and keeps support planes. "query_*" is the node's query
 service in process, with the grounding head ranking the candidates ("grounded", the node's default) or its rules
@@ -82,8 +82,8 @@ def bench_device(inf: G2VLMInference, repeats: int, data: str = "") -> dict[str,
         res[f"full_ms_{W}x{H}"] = timeit(lambda: inf.process_frame(frame), repeats, sync=sync)
         res[f"instances_{W}x{H}"] = len(inf.process_frame(frame).instances)
         if inf.training_image_hw:
-            from g2vlm_core.labeller import ModelLabeller
-            from g2vlm_core.segmentation import Segmenter
+            from g2vlm_core.recognition.g2vlm import ModelLabeller
+            from g2vlm_core.geometry.segmentation import Segmenter
             lab = ModelLabeller(inf, Segmenter(), input_width=inf.training_image_hw[1], geometry_fill=True)
             res[f"node_ms_{W}x{H}"] = timeit(lambda: lab(frame, frame.T_world_cam), repeats, sync=sync)
     words = ["red", "blue", "small", "large", "mug", "chair", "table", "lamp", "left of", "on", "near", "behind"]
@@ -100,11 +100,11 @@ def bench_queries(inf: G2VLMInference, repeats: int, sync) -> dict[str, float]:
     """The node's query service in process (QueryEngine with the grounding head as its grounder, and its rules
     alone) over a graph of 50 / 500 objects with random boxes and embeddings, labels spread over the model's
     classes; five referring expressions in turn."""
-    from g2vlm_core.labeller import ModelLabeller
+    from g2vlm_core.recognition.g2vlm import ModelLabeller
     from g2vlm_core.predicates import Viewpoint
-    from g2vlm_core.query import QueryEngine
+    from g2vlm_core.language.query import QueryEngine
     from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
-    from g2vlm_core.segmentation import Segmenter
+    from g2vlm_core.geometry.segmentation import Segmenter
     lab = ModelLabeller(inf, Segmenter())
     names = [inf.cfg.semantic_names[i] for i in inf.thing_ids] or ["object"]
     rng = np.random.default_rng(0)

@@ -57,7 +57,7 @@ def bare_integration_ms(bag: Path, voxel: float, n: int) -> float:
 
     from scipy.spatial.transform import Rotation
 
-    from g2vlm_core.camera import invert_transform
+    from g2vlm_core.geometry.camera import invert_transform
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     frames, pending = [], {}

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from g2vlm_core.camera import CameraIntrinsics
+from g2vlm_core.geometry.camera import CameraIntrinsics
 from g2vlm_core.frame import RGBDFrame
-from g2vlm_core.object_map import ObjectMap, ObjectMapConfig
+from g2vlm_core.mapping.object_map import ObjectMap, ObjectMapConfig
 from g2vlm_core.predicates import Viewpoint
-from g2vlm_core.segmentation import Segment, Segmenter, SegmenterConfig
+from g2vlm_core.geometry.segmentation import Segment, Segmenter, SegmenterConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("G2VLM_SHARED_DATA", REPO.parent / "shared" / "data" / "real"))

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from g2vlm_core.datasets import open_dataset
-from g2vlm_core.fusion import FusionConfig, TSDFFusion
-from g2vlm_core.metrics import absolute_trajectory_error, relative_pose_error
-from g2vlm_core.odometry import OdometryConfig, RGBDTracker
+from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
+from g2vlm_core.geometry.metrics import absolute_trajectory_error, relative_pose_error
+from g2vlm_core.geometry.odometry import OdometryConfig, RGBDTracker
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = Path(os.environ.get("G2VLM_SHARED_DATA", REPO.parent / "shared" / "data" / "real")) / \

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import CameraIntrinsics, GeometryError
+from .geometry.camera import CameraIntrinsics, GeometryError
 
 
 @dataclass

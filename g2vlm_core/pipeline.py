@@ -16,13 +16,13 @@ from typing import Callable
 
 import numpy as np
 
-from .camera import GeometryError, check_rigid
-from .fusion import FusionConfig, TSDFFusion
-from .object_map import ObjectMap, ObjectMapConfig
-from .odometry import RGBDTracker
+from .geometry.camera import GeometryError, check_rigid
+from .geometry.fusion import FusionConfig, TSDFFusion
+from .mapping.object_map import ObjectMap, ObjectMapConfig
+from .geometry.odometry import RGBDTracker
 from .predicates import Viewpoint
 from .scene_graph import SceneGraph
-from .segmentation import Segment, Segmenter, SegmenterConfig
+from .geometry.segmentation import Segment, Segmenter, SegmenterConfig
 from .frame import RGBDFrame
 
 log = logging.getLogger(__name__)

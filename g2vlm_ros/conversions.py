@@ -16,7 +16,7 @@ from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
-from g2vlm_core.camera import CameraIntrinsics, GeometryError
+from g2vlm_core.geometry.camera import CameraIntrinsics, GeometryError
 from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation
 
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
@@ -420,7 +420,7 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ query
 def query_request_args(req) -> dict:
-    """SpatialQuery request -> keyword arguments of g2vlm_core.query.QueryEngine.answer (raises ConversionError)."""
+    """SpatialQuery request -> keyword arguments of g2vlm_core.language.query.QueryEngine.answer (raises ConversionError)."""
     args = {"max_results": int(req.max_results), "excluded_ids": [int(i) for i in req.excluded_ids]}
     if req.use_search_region:
         p = req.search_center.point
@@ -430,7 +430,7 @@ def query_request_args(req) -> dict:
 
 
 def query_result_to_response(result, graph: SceneGraph, resp, stamp_s: float):
-    """Fill a SpatialQuery response from a g2vlm_core.query.QueryResult; returns resp."""
+    """Fill a SpatialQuery response from a g2vlm_core.language.query.QueryResult; returns resp."""
     resp.success, resp.query_achievable = bool(result.success), bool(result.achievable)
     resp.answer, resp.error_message = result.answer, result.error
     resp.numeric_answer = float(result.numeric)

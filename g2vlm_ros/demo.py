@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from g2vlm_core.metrics import box_iou_3d  # noqa: E402
+from g2vlm_core.geometry.metrics import box_iou_3d  # noqa: E402
 from g2vlm_core.scene_graph import SceneGraph, SceneObject  # noqa: E402
 from g2vlm_core.viz import render_map_png  # noqa: E402
 

@@ -14,7 +14,7 @@ import numpy as np
 from rclpy.node import Node
 
 from g2vlm_core.predicates import Viewpoint
-from g2vlm_core.query import QueryEngine
+from g2vlm_core.language.query import QueryEngine
 from g2vlm_core.scene_graph import SceneGraph
 
 from g2vlm_ros import conversions as cv

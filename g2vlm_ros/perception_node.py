@@ -23,12 +23,12 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from g2vlm_core.fusion import FusionConfig
+from g2vlm_core.geometry.fusion import FusionConfig
 from g2vlm_core.frame import RGBDFrame
-from g2vlm_core.labeller import ModelLabeller, resolve_checkpoint
+from g2vlm_core.recognition.g2vlm import ModelLabeller, resolve_checkpoint
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
-from g2vlm_core.segmentation import Segmenter
-from g2vlm_core.query import QueryConfig, QueryEngine
+from g2vlm_core.geometry.segmentation import Segmenter
+from g2vlm_core.language.query import QueryConfig, QueryEngine
 
 from g2vlm_ros import conversions as cv
 from g2vlm_ros.markers import scene_graph_markers

@@ -1,4 +1,4 @@
-"""The SpatialQuery service wiring shared by the perception node and the map server (logic is in g2vlm_core.query)."""
+"""The SpatialQuery service wiring shared by the perception node and the map server (logic is in g2vlm_core.language.query)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from g2vlm_core.predicates import Viewpoint
-from g2vlm_core.query import QueryEngine
+from g2vlm_core.language.query import QueryEngine
 from g2vlm_core.scene_graph import SceneGraph
 
 from g2vlm_ros import conversions as cv

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..camera import GeometryError
+from ..geometry.camera import GeometryError
 from .base import RGBDSequence, read_depth, read_rgb
 from .redwood import RedwoodSequence, read_camera_json, read_log_trajectory
 from .scannet import ScanNetSequence

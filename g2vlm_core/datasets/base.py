@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..camera import CameraIntrinsics, GeometryError, check_rigid
+from ..geometry.camera import CameraIntrinsics, GeometryError, check_rigid
 from ..frame import RGBDFrame
 
 log = logging.getLogger(__name__)

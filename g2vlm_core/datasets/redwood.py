@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import CameraIntrinsics, GeometryError
+from ..geometry.camera import CameraIntrinsics, GeometryError
 from .base import RGBDSequence, checked_pose, image_size
 
 log = logging.getLogger(__name__)

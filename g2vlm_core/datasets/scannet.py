@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import CameraIntrinsics, GeometryError
+from ..geometry.camera import CameraIntrinsics, GeometryError
 from .base import RGBDSequence, checked_pose, image_size, read_matrix
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import CameraIntrinsics, GeometryError
+from ..geometry.camera import CameraIntrinsics, GeometryError
 from .base import RGBDSequence, checked_pose, image_size, read_matrix
 
 log = logging.getLogger(__name__)

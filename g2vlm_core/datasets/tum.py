@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from ..camera import CameraIntrinsics, GeometryError
+from ..geometry.camera import CameraIntrinsics, GeometryError
 from .base import RGBDSequence, image_size
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Open3D's C++ warnings and per-frame odometry failures are expected in a study; keep the console readable
-    logging.getLogger("g2vlm_core.odometry").setLevel(logging.ERROR)
-    logging.getLogger("g2vlm_core.fusion").setLevel(logging.WARNING)
+    logging.getLogger("g2vlm_core.geometry.odometry").setLevel(logging.ERROR)
+    logging.getLogger("g2vlm_core.geometry.fusion").setLevel(logging.WARNING)
     try:
         study = load_study_config(args.config)
         if args.scenes is not None:

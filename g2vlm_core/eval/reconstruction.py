@@ -12,12 +12,12 @@ import open3d as o3d
 import open3d.core as o3c
 from scipy.spatial import cKDTree
 
-from ..camera import check_rigid
+from ..geometry.camera import check_rigid
 from ..frame import RGBDFrame
-from ..fusion import FusionConfig, TSDFFusion
-from ..geometry import depth_to_world, frame_points, mesh_arrays, voxel_downsample
-from ..metrics import _sample_surface, absolute_trajectory_error, occupancy_iou, surface_metrics
-from ..odometry import OdometryConfig, RGBDTracker
+from ..geometry.fusion import FusionConfig, TSDFFusion
+from ..geometry.ops import depth_to_world, frame_points, mesh_arrays, voxel_downsample
+from ..geometry.metrics import _sample_surface, absolute_trajectory_error, occupancy_iou, surface_metrics
+from ..geometry.odometry import OdometryConfig, RGBDTracker
 
 log = logging.getLogger(__name__)
 

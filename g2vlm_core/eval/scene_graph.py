@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..metrics import box_iou_matrix
+from ..geometry.metrics import box_iou_matrix
 from ..predicates import VIEW_DEPENDENT, VIEW_INDEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
-from ..query import QueryEngine
+from ..language.query import QueryEngine
 from ..scene_graph import SceneGraph, SceneObject, SpatialRelation
 
 log = logging.getLogger(__name__)

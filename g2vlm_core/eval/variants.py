@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..labeller import ModelLabeller
+from ..recognition.g2vlm import ModelLabeller
 from ..pipeline import PerceptionPipeline, PipelineConfig
-from ..query import QueryEngine
-from ..segmentation import Segmenter
+from ..language.query import QueryEngine
+from ..geometry.segmentation import Segmenter
 from .config import StudyConfig, VariantSpec
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def train_learned_variant(spec: VariantSpec, seed: int, study: StudyConfig) -> V
     ModelUnavailableError with the reason the report shows: the training module, the config fields the
     variant's overrides need. Stages listed in ``spec.stages`` run in order, each initialised from the previous
     one; a stage whose ``final`` checkpoint exists is not re-run. The checkpoint then labels keyframes through
-    g2vlm_core.labeller.ModelLabeller.
+    g2vlm_core.recognition.g2vlm.ModelLabeller.
     """
     train_mod = require_model_training()
     check_variant_overrides(spec)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..camera import CameraIntrinsics, backproject, transform_points
+from ..geometry.camera import CameraIntrinsics, backproject, transform_points
 from ..frame import RGBDFrame
 from ..predicates import PREDICATES, Viewpoint, pairwise_confidences
 from ..scene_graph import Box3D, SceneObject, visible_box

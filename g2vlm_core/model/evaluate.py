@@ -37,7 +37,7 @@ import os
 import numpy as np
 import torch
 
-from ..camera import backproject, transform_points
+from ..geometry.camera import backproject, transform_points
 from ..scene_graph import Box3D, visible_box
 from .data import collate, frame_to_example
 from .inference import G2VLMInference
@@ -211,9 +211,9 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
     from tqdm import tqdm
 
     from ..eval.scene_graph import box_iou_matrix, match_objects
-    from ..labeller import ModelLabeller
+    from ..recognition.g2vlm import ModelLabeller
     from ..pipeline import PerceptionPipeline, PipelineConfig
-    from ..segmentation import Segmenter
+    from ..geometry.segmentation import Segmenter
     from ..synth import SynthDataset
     ds = SynthDataset(root, split)
     n = len(ds) if not max_scenes else min(max_scenes, len(ds))
@@ -221,7 +221,7 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
     hw = inf.training_image_hw
     labeller = ModelLabeller(inf, Segmenter(cfg.segmenter), input_width=hw[1] if hw else 0, geometry_fill=True)
     from ..predicates import Viewpoint
-    from ..query import QueryEngine
+    from ..language.query import QueryEngine
     engine = QueryEngine(text_embedder=inf.embed_text, grounder=labeller.ground)  # the node's query service
     rules = QueryEngine(text_embedder=inf.embed_text)  # its hand-written rules alone
     g25, g50, q25, q50, r25, matched, seen = [], [], [], [], [], 0, 0

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..camera import CameraIntrinsics, GeometryError, check_rigid
+from ..geometry.camera import CameraIntrinsics, GeometryError, check_rigid
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 from .checkpoint import load_model, training_image_hw
@@ -57,7 +57,7 @@ class KeyframeResult:
                min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
         """Dense world points (N, 3) (and their colours (N, 3) in [0, 1]) of pixels above ``min_confidence``."""
         intr = CameraIntrinsics.from_K(K, self.depth_m.shape[1], self.depth_m.shape[0])
-        from ..camera import backproject, transform_points
+        from ..geometry.camera import backproject, transform_points
         pts = transform_points(T_world_cam, backproject(self.depth_m, intr))
         m = (self.confidence >= min_confidence) & (self.depth_m > 0)
         return pts[m], (None if rgb is None else rgb[m].astype(np.float32) / 255.0)

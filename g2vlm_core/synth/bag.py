@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..camera import CameraIntrinsics
+from ..geometry.camera import CameraIntrinsics
 from ..frame import RGBDFrame
 
 MAP_FRAME = "map"

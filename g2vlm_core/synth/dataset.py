@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import CameraIntrinsics
+from ..geometry.camera import CameraIntrinsics
 from ..frame import RGBDFrame
 from ..predicates import Viewpoint
 from ..scene_graph import SceneGraph, SceneObject, SpatialRelation

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..camera import CameraIntrinsics
+from ..geometry.camera import CameraIntrinsics
 from ..frame import RGBDFrame
 from ..predicates import Viewpoint
 from .config import CATEGORIES, OBJECT_ID_OFFSET, SynthConfig, split_of_seed

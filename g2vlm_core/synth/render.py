@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 import open3d as o3d
 
-from ..camera import CameraIntrinsics, pixel_rays
+from ..geometry.camera import CameraIntrinsics, pixel_rays
 from .layout import Primitive
 
 TEXTURE_CODE = {"plain": 0, "stripes": 1, "checker": 2}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import open3d as o3d
 
-from g2vlm_core.camera import CameraIntrinsics
+from g2vlm_core.geometry.camera import CameraIntrinsics
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.scene_graph import Box3D
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from g2vlm_core.camera import GeometryError, check_rigid
+from g2vlm_core.geometry.camera import GeometryError, check_rigid
 from g2vlm_core.datasets import (RedwoodSequence, ScanNetSequence, ThreeDMatchSequence, TUMSequence, associate,
                                  detect_layout, open_dataset, read_depth)
 

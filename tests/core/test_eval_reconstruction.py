@@ -9,7 +9,7 @@ import pytest
 
 from g2vlm_core.eval.reconstruction import (GRID_OFFSET, ReconstructionEvalConfig, evaluate_reconstruction,
                                             surface_iou, track_sequence, voxel_centres)
-from g2vlm_core.metrics import mesh_iou, occupancy_iou
+from g2vlm_core.geometry.metrics import mesh_iou, occupancy_iou
 
 
 def test_voxel_centres_give_the_same_occupancy_iou():

@@ -1,16 +1,16 @@
-"""Tests of g2vlm_core.fusion: TSDF accuracy on rendered and real frames, input validation, memory, local window."""
+"""Tests of g2vlm_core.geometry.fusion: TSDF accuracy on rendered and real frames, input validation, memory, local window."""
 from __future__ import annotations
 
 import numpy as np
 import open3d as o3d
 import pytest
 
-from g2vlm_core.camera import CameraIntrinsics, GeometryError
+from g2vlm_core.geometry.camera import CameraIntrinsics, GeometryError
 from g2vlm_core.datasets import open_dataset
 from g2vlm_core.frame import RGBDFrame
-from g2vlm_core.fusion import FusionConfig, TSDFFusion
-from g2vlm_core.geometry import depth_to_world, normals_from_depth, render_depth
-from g2vlm_core.metrics import points_to_mesh_distance
+from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
+from g2vlm_core.geometry.ops import depth_to_world, normals_from_depth, render_depth
+from g2vlm_core.geometry.metrics import points_to_mesh_distance
 
 INTR = CameraIntrinsics(160, 120, 120.0, 120.0, 79.5, 59.5)
 # camera looking along world +x from 1.5 m height: optical z = +x, optical x (right) = -y, optical y (down) = -z

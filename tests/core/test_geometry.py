@@ -5,9 +5,9 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from g2vlm_core.camera import CameraIntrinsics, GeometryError, pixel_rays
+from g2vlm_core.geometry.camera import CameraIntrinsics, GeometryError, pixel_rays
 from g2vlm_core.frame import RGBDFrame
-from g2vlm_core.geometry import (frame_points, from_o3d_pointcloud, normals_from_depth, render_depth,
+from g2vlm_core.geometry.ops import (frame_points, from_o3d_pointcloud, normals_from_depth, render_depth,
                                  resolve_device, to_o3d_pointcloud, voxel_downsample)
 
 INTR = CameraIntrinsics(64, 48, 50.0, 52.0, 31.5, 23.5)

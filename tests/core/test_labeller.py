@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from g2vlm_core.labeller import ModelLabeller, resolve_checkpoint
-from g2vlm_core.metrics import box_iou_3d
+from g2vlm_core.recognition.g2vlm import ModelLabeller, resolve_checkpoint
+from g2vlm_core.geometry.metrics import box_iou_3d
 from g2vlm_core.model.checkpoint import save_checkpoint
 from g2vlm_core.model.inference import InstanceProposal, KeyframeResult
 from g2vlm_core.model.model import G2VLM
 from g2vlm_core.model.testing import objects_everywhere, tiny_config, write_tiny_text_encoder
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
-from g2vlm_core.query import QueryEngine
+from g2vlm_core.language.query import QueryEngine
 from g2vlm_core.scene_graph import Box3D, visible_box
-from g2vlm_core.segmentation import Segmenter
+from g2vlm_core.geometry.segmentation import Segmenter
 
 from ._render import orbit_poses, render
 

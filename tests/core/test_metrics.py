@@ -1,4 +1,4 @@
-"""Tests of g2vlm_core.metrics on cases with closed-form answers, and rotated-box IoU against Monte Carlo."""
+"""Tests of g2vlm_core.geometry.metrics on cases with closed-form answers, and rotated-box IoU against Monte Carlo."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from g2vlm_core.metrics import (absolute_trajectory_error, box_iou_3d, box_iou_bev, box_iou_matrix, chamfer_distance,
+from g2vlm_core.geometry.metrics import (absolute_trajectory_error, box_iou_3d, box_iou_bev, box_iou_matrix, chamfer_distance,
                                 clip_convex_polygon, grid_iou, mesh_iou, occupancy_iou, points_to_mesh_distance,
                                 polygon_area, precision_recall_fscore, relative_pose_error, surface_metrics,
                                 umeyama_alignment)

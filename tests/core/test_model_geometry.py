@@ -1,11 +1,11 @@
-"""Torch geometry helpers of the model against the numpy contracts in g2vlm_core.camera / predicates."""
+"""Torch geometry helpers of the model against the numpy contracts in g2vlm_core.geometry.camera / predicates."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from g2vlm_core.camera import CameraIntrinsics
-from g2vlm_core.camera import pixel_rays as np_rays
+from g2vlm_core.geometry.camera import CameraIntrinsics
+from g2vlm_core.geometry.camera import pixel_rays as np_rays
 from g2vlm_core.model.geometry import (depth_bilateral, fill_holes, normals_from_points, pair_features, pixel_rays,
                                        sanitize_depth, viewer_rotation)
 

@@ -9,7 +9,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from g2vlm_core.camera import GeometryError  # noqa: E402
+from g2vlm_core.geometry.camera import GeometryError  # noqa: E402
 from g2vlm_core.model import G2VLM  # noqa: E402
 from g2vlm_core.model.checkpoint import save_checkpoint  # noqa: E402
 from g2vlm_core.model.data import toy_frame  # noqa: E402

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ._render import INTR, look_at, orbit_poses, render, box_iou
-from g2vlm_core.camera import GeometryError
-from g2vlm_core.object_map import ObjectMap, ObjectMapConfig, gravity_box
+from g2vlm_core.geometry.camera import GeometryError
+from g2vlm_core.mapping.object_map import ObjectMap, ObjectMapConfig, gravity_box
 from g2vlm_core.predicates import Viewpoint, compute_relations
 from g2vlm_core.scene_graph import Box3D
-from g2vlm_core.segmentation import Segment, Segmenter
+from g2vlm_core.geometry.segmentation import Segment, Segmenter
 
 BOXES = [Box3D([0.3, -0.2, 0.125], [0.3, 0.2, 0.25], 0.3), Box3D([-0.25, 0.3, 0.2], [0.2, 0.2, 0.4], -0.5)]
 COLORS = [(0.8, 0.1, 0.1), (0.1, 0.2, 0.8)]

@@ -1,17 +1,17 @@
-"""Tests of g2vlm_core.odometry: known motions on rendered frames, ATE on ICL-NUIM, reported tracking failures."""
+"""Tests of g2vlm_core.geometry.odometry: known motions on rendered frames, ATE on ICL-NUIM, reported tracking failures."""
 from __future__ import annotations
 
 import numpy as np
 import open3d as o3d
 import pytest
 
-from g2vlm_core.camera import CameraIntrinsics, invert_transform
+from g2vlm_core.geometry.camera import CameraIntrinsics, invert_transform
 from g2vlm_core.datasets import open_dataset
 from g2vlm_core.frame import RGBDFrame
-from g2vlm_core.fusion import FusionConfig, TSDFFusion
-from g2vlm_core.geometry import render_depth
-from g2vlm_core.metrics import absolute_trajectory_error
-from g2vlm_core.odometry import OdometryConfig, RGBDTracker, model_odometry, rgbd_odometry
+from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
+from g2vlm_core.geometry.ops import render_depth
+from g2vlm_core.geometry.metrics import absolute_trajectory_error
+from g2vlm_core.geometry.odometry import OdometryConfig, RGBDTracker, model_odometry, rgbd_odometry
 
 INTR = CameraIntrinsics(320, 240, 240.0, 240.0, 159.5, 119.5)
 R_LOOK_X = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # optical z along world +x

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from g2vlm_core.predicates import Viewpoint
-from g2vlm_core.query import QueryConfig, QueryEngine
+from g2vlm_core.language.query import QueryConfig, QueryEngine
 from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
 
 

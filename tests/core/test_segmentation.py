@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from ._render import INTR, look_at, orbit_poses, render
-from g2vlm_core.camera import GeometryError
+from g2vlm_core.geometry.camera import GeometryError
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.scene_graph import Box3D
-from g2vlm_core.segmentation import (Segment, Segmenter, SegmenterConfig, dense_cells, up_vector,
+from g2vlm_core.geometry.segmentation import (Segment, Segmenter, SegmenterConfig, dense_cells, up_vector,
                                      voxel_connected_components)
 
 BOXES = [Box3D([0.3, -0.2, 0.125], [0.3, 0.2, 0.25], 0.3), Box3D([-0.25, 0.3, 0.2], [0.2, 0.2, 0.4], -0.5)]

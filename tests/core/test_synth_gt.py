@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from g2vlm_core.camera import backproject, transform_points
+from g2vlm_core.geometry.camera import backproject, transform_points
 from g2vlm_core.predicates import Viewpoint, compute_relations, pairwise_confidences
 from g2vlm_core.synth import OBJECT_ID_OFFSET, SceneGenerator, SynthConfig, resolve_program
 from g2vlm_core.synth.config import CATEGORY_ID

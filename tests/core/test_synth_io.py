@@ -9,7 +9,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from g2vlm_core.camera import backproject, transform_points
+from g2vlm_core.geometry.camera import backproject, transform_points
 from g2vlm_core.synth import SceneGenerator, SynthConfig, SynthDataset
 from g2vlm_core.synth.writer import write_dataset
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from g2vlm_core.camera import CameraIntrinsics
+from g2vlm_core.geometry.camera import CameraIntrinsics
 from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation
 from g2vlm_ros import conversions as cv
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from g2vlm_core.eval.scene_graph import match_objects
-from g2vlm_core.labeller import SHIPPED_CHECKPOINT
-from g2vlm_core.metrics import box_iou_3d
+from g2vlm_core.recognition.g2vlm import SHIPPED_CHECKPOINT
+from g2vlm_core.geometry.metrics import box_iou_3d
 from g2vlm_core.synth import SynthDataset
 from g2vlm_ros import conversions as cv
 from g2vlm_ros.demo import BAG_TOPICS

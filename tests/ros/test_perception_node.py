@@ -12,7 +12,7 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from g2vlm_core.camera import CameraIntrinsics
+from g2vlm_core.geometry.camera import CameraIntrinsics
 from g2vlm_ros import conversions as cv
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
 from g2vlm_ros.qos import LATCHED, RELIABLE

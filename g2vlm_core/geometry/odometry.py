@@ -10,8 +10,8 @@ import open3d as o3d
 import open3d.core as o3c
 
 from .camera import CameraIntrinsics, GeometryError, check_rigid, valid_depth_mask
-from .frame import RGBDFrame
-from .geometry import intrinsics_tensor, resolve_device
+from ..frame import RGBDFrame
+from .ops import intrinsics_tensor, resolve_device
 
 log = logging.getLogger(__name__)
 

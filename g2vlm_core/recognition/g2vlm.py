@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .frame import RGBDFrame
-from .segmentation import Segment, Segmenter
+from ..frame import RGBDFrame
+from ..geometry.segmentation import Segment, Segmenter
 
 log = logging.getLogger(__name__)
 
 # Where the shipped baseline checkpoint lives (inside the package, so installed copies find it too).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "g2vlm_baseline"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "g2vlm_baseline"
 
 
 def resolve_checkpoint(spec: str) -> Path | None:
@@ -70,7 +70,7 @@ class ModelLabeller:
         segments objects of the size it learned; it is faster too), native size if the checkpoint does not say.
         ``geometry_fill`` on by default: on 20 validation scenes of the synthetic set it raised the share of true
         objects found in the map from 0.61 to 0.69 and in-map grounding Acc@0.25 from 0.50 to 0.55."""
-        from .model.inference import G2VLMInference  # torch is imported only when a model is used
+        from ..model.inference import G2VLMInference  # torch is imported only when a model is used
 
         inf = G2VLMInference.from_checkpoint(path, device)
         if input_width is None:
@@ -151,7 +151,7 @@ class ModelLabeller:
         closed by one pixel (the segments' points are voxel-thinned)."""
         from scipy import ndimage
 
-        from .camera import invert_transform, transform_points
+        from ..geometry.camera import invert_transform, transform_points
         reg = np.zeros(hw, dtype=np.int32)
         T_cam_world = invert_transform(T_world_cam)
         for j, seg in enumerate(objs, start=1):
@@ -168,7 +168,7 @@ class ModelLabeller:
         """Whole-object boxes of segments from the amodal box head's face offsets, (segment, faces or None) pairs:
         applied to the box of the segment's own points, the points the map integrates, so that a mask that bled
         onto the background does not inflate the object's box."""
-        from .scene_graph import visible_box
+        from ..scene_graph import visible_box
         for s, f in pairs:
             if f is not None and len(s.points_world) >= 3:
                 s.amodal_box = visible_box(s.points_world).grown(f)

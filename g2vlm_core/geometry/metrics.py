@@ -9,8 +9,8 @@ import open3d as o3d
 import open3d.core as o3c
 from scipy.spatial import cKDTree
 
-from .geometry import mesh_arrays
-from .scene_graph import Box3D
+from .ops import mesh_arrays
+from ..scene_graph import Box3D
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import open3d as o3d
 import open3d.core as o3c
 
 from .camera import CameraIntrinsics, GeometryError, check_rigid, invert_transform, pixel_rays
-from .frame import RGBDFrame
-from .geometry import from_o3d_pointcloud, intrinsics_tensor, mesh_arrays, resolve_device
+from ..frame import RGBDFrame
+from .ops import from_o3d_pointcloud, intrinsics_tensor, mesh_arrays, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .camera import CameraIntrinsics, GeometryError, check_rigid, pixel_rays
-from .frame import RGBDFrame
-from .scene_graph import Box3D
+from ..frame import RGBDFrame
+from ..scene_graph import Box3D
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from .attributes import COLOR_NAMES, color_name, size_class
-from .predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
-from .scene_graph import SceneGraph, SceneObject, SpatialRelation
+from ..attributes import COLOR_NAMES, color_name, size_class
+from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
+from ..scene_graph import SceneGraph, SceneObject, SpatialRelation
 
 MAX_QUERY_CHARS = 1000
 

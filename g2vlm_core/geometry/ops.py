@@ -9,7 +9,7 @@ import open3d.core as o3c
 
 from .camera import (CameraIntrinsics, GeometryError, backproject, check_rigid, invert_transform, pixel_rays,
                      transform_points, valid_depth_mask)
-from .frame import RGBDFrame
+from ..frame import RGBDFrame
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-from .attributes import color_name, size_class
-from .camera import CameraIntrinsics, check_rigid, invert_transform
-from .predicates import (PREDICATES, VIEW_DEPENDENT, PredicateConfig, Viewpoint, compute_relations,
+from ..attributes import color_name, size_class
+from ..geometry.camera import CameraIntrinsics, check_rigid, invert_transform
+from ..predicates import (PREDICATES, VIEW_DEPENDENT, PredicateConfig, Viewpoint, compute_relations,
                          pairwise_confidences)
-from .scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation, gravity_box  # noqa: F401 (re-exported)
-from .segmentation import Segment, pack_keys, unpack_keys, up_vector
+from ..scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation, gravity_box  # noqa: F401 (re-exported)
+from ..geometry.segmentation import Segment, pack_keys, unpack_keys, up_vector
 
 log = logging.getLogger(__name__)
 

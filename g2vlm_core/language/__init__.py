@@ -1,0 +1,1 @@
+"""Language: parsing and answering planners' spatial queries over a scene graph."""
