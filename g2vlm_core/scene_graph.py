@@ -138,10 +138,11 @@ class SceneObject:
     first_seen_s: float = 0.0
     last_seen_s: float = 0.0
     embedding: np.ndarray | None = None  # language-aligned feature (D,), optional
+    kind: str = "object"  # "object", or "structure" (floor, wall, ceiling, counter: anchors, never query answers)
 
     def to_dict(self) -> dict:
         d = {
-            "id": int(self.id), "label": self.label, "label_confidence": float(self.label_confidence),
+            "id": int(self.id), "kind": self.kind, "label": self.label, "label_confidence": float(self.label_confidence),
             "label_candidates": [[str(lab), float(s)] for lab, s in self.label_candidates],
             "attributes": dict(self.attributes), "box": self.box.to_dict(),
             "point_count": int(self.point_count), "observation_count": int(self.observation_count),
@@ -156,7 +157,7 @@ class SceneObject:
     def from_dict(cls, d: dict) -> "SceneObject":
         arr = {k: (None if d.get(k) is None else np.asarray(d[k], dtype=np.float64))
                for k in ("centroid", "mean_color", "embedding")}
-        return cls(id=int(d["id"]), label=d["label"], box=Box3D.from_dict(d["box"]),
+        return cls(id=int(d["id"]), label=d["label"], box=Box3D.from_dict(d["box"]), kind=str(d.get("kind", "object")),
                    label_confidence=float(d.get("label_confidence", 1.0)),
                    label_candidates=[(str(a), float(b)) for a, b in d.get("label_candidates", [])],
                    attributes=dict(d.get("attributes", {})), point_count=int(d.get("point_count", 0)),

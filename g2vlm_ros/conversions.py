@@ -323,7 +323,8 @@ def box_pose(box: Box3D) -> Pose:
 
 
 def scene_object_to_msg(obj: SceneObject) -> SceneObjectMsg:
-    m = SceneObjectMsg(id=int(obj.id), label=obj.label, label_confidence=float(obj.label_confidence))
+    m = SceneObjectMsg(id=int(obj.id), kind=str(obj.kind), label=obj.label,
+                       label_confidence=float(obj.label_confidence))
     m.label_candidates = [str(lab) for lab, _ in obj.label_candidates]
     m.label_candidate_scores = [float(s) for _, s in obj.label_candidates]
     m.attribute_keys = [str(k) for k in obj.attributes]
@@ -353,7 +354,7 @@ def scene_object_from_msg(m: SceneObjectMsg) -> SceneObject:
     p = m.bbox_center.position
     box = Box3D([p.x, p.y, p.z], [m.bbox_size.x, m.bbox_size.y, m.bbox_size.z], _quaternion_yaw(m.bbox_center.orientation))
     return SceneObject(
-        id=int(m.id), label=m.label, box=box, label_confidence=float(m.label_confidence),
+        id=int(m.id), kind=m.kind or "object", label=m.label, box=box, label_confidence=float(m.label_confidence),
         label_candidates=list(zip(m.label_candidates, (float(s) for s in m.label_candidate_scores))),
         attributes=dict(zip(m.attribute_keys, m.attribute_values)),
         centroid=np.array([m.centroid.x, m.centroid.y, m.centroid.z]),
@@ -434,6 +435,8 @@ def query_result_to_response(result, graph: SceneGraph, resp, stamp_s: float):
     resp.success, resp.query_achievable = bool(result.success), bool(result.achievable)
     resp.answer, resp.error_message = result.answer, result.error
     resp.numeric_answer = float(result.numeric)
+    resp.query_kind = str(result.kind)
+    resp.confidence = float(min(max(result.confidence, 0.0), 1.0)) if np.isfinite(result.confidence) else 0.0
     resp.object_ids = [int(i) for i in result.object_ids]
     resp.scores = [float(s) for s in result.scores]
     by_id = {o.id: o for o in graph.objects}

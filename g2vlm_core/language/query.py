@@ -103,6 +103,7 @@ class QueryResult:
     supporting: list[SpatialRelation] = field(default_factory=list)
     error: str = ""
     kind: str = "find"  # find | related | count | distance | where
+    confidence: float = 0.0  # [0, 1] how sure the answer is (the best score for find / where)
 
 
 def validate_query(query) -> str:
@@ -408,7 +409,7 @@ class QueryEngine:
         answer = f"{_name(objects, best.id)} at ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})" + (f", {desc}" if desc else "") \
             + note
         return QueryResult(success=True, achievable=True, answer=answer, object_ids=ids, scores=scores,
-                           supporting=support, kind=kind)
+                           supporting=support, kind=kind, confidence=float(scores[0]))
 
     def _related(self, objects, text, labels, viewpoint, k, excluded, center, radius) -> QueryResult:
         # "what is left of the sofa" == "any object left of the sofa"

@@ -282,7 +282,7 @@ def test_scene_graph_round_trip():
                         attributes={"color": "red", "size": "small"}, centroid=np.array([1.0, 2.0, 0.79]),
                         mean_color=np.array([0.8, 0.1, 0.1]), point_count=420, observation_count=5,
                         first_seen_s=12.5, last_seen_s=20.25, embedding=np.arange(4, dtype=np.float32) / 4),
-            SceneObject(id=9, label="table", box=Box3D([1.0, 2.0, 0.37], [1.2, 0.8, 0.74]))]
+            SceneObject(id=9, label="counter", box=Box3D([1.0, 2.0, 0.37], [1.2, 0.8, 0.74]), kind="structure")]
     rels = [SpatialRelation(7, "on", 9, 0.97), SpatialRelation(7, "left_of", 9, 0.6, "camera")]
     g = SceneGraph(objects=objs, relations=rels, frame_id="map", stamp_s=100.5, sequence=3, deleted_ids=[2, 4])
     back = cv.scene_graph_from_msg(cv.scene_graph_to_msg(g))
@@ -297,6 +297,8 @@ def test_scene_graph_round_trip():
     np.testing.assert_allclose(a.embedding, b.embedding)
     assert a.first_seen_s == pytest.approx(12.5) and a.last_seen_s == pytest.approx(20.25)
     assert back.objects[1].embedding is None
+    assert [o.kind for o in back.objects] == ["object", "structure"]
+    assert SceneGraph.from_dict(g.to_dict()).objects[1].kind == "structure"
     assert [(r.subject_id, r.predicate, r.object_id, r.reference_frame) for r in back.relations] == \
         [(7, "on", 9, ""), (7, "left_of", 9, "camera")]
     assert back.relations[1].confidence == pytest.approx(0.6)
