@@ -18,7 +18,7 @@ from ..scene_graph import Box3D
 
 log = logging.getLogger(__name__)
 
-SEGMENT_KINDS = ("object", "support", "floor", "wall", "plane")
+SEGMENT_KINDS = ("object", "support", "floor", "wall", "plane", "structure")
 _AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 
 
@@ -38,8 +38,9 @@ class Segment:
     points_world: (N, 3) float32 metres, world frame.
     colors:       (N, 3) float32 RGB in [0, 1].
     kind:         'object' (a candidate object), 'support' (horizontal non-floor plane, e.g. a table top),
-                  'floor', 'wall' (vertical plane with nothing seen behind it) or 'plane' (a removed plane when
-                  the up axis is unknown; with a known up axis other planes stay in their objects).
+                  'floor', 'wall' (vertical plane with nothing seen behind it), 'plane' (a removed plane when
+                  the up axis is unknown; with a known up axis other planes stay in their objects) or 'structure'
+                  (room structure for the map, its label saying which: floor, wall, ceiling, counter).
     plane:        (4,) [a, b, c, d] with unit normal, a*x + b*y + c*z + d = 0, for plane kinds; else None.
     """
 
@@ -53,6 +54,8 @@ class Segment:
     plane: np.ndarray | None = None
     instance_id: int = -1  # the producer's id within its frame (mask id, cluster index); -1 if none
     amodal_box: Box3D | None = None  # a model's estimate of the whole object's world box (its unseen parts too)
+    label_scores: dict[str, float] | None = None  # the recognizer's label distribution ({label: p}, best entries);
+    # None: only ``label`` with ``label_score``
 
     def __post_init__(self) -> None:
         self.points_world = np.asarray(self.points_world, dtype=np.float32).reshape(-1, 3)

@@ -1,4 +1,4 @@
-"""Keyframe labeller: the G2VLM model's instance proposals become labelled, embedded segments for the object map.
+"""The G2VLM backend: the shipped model's instances become labelled, embedded segments for the object map.
 
 The pipeline calls a labeller on keyframes (``PerceptionPipeline(labeller=...)``); without one, objects come
 from class-agnostic geometric segmentation only. The model's labels and language-aligned embeddings are what
@@ -13,6 +13,8 @@ import numpy as np
 
 from ..frame import RGBDFrame
 from ..geometry.segmentation import Segment, Segmenter
+from .base import Instance, Recognition, Recognizer, project_regions
+from .labeller import KeyframeLabeller, LiftConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,40 +44,46 @@ def _nearest_resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return img[rows[:, None], cols[None, :]]
 
 
-class ModelLabeller:
-    """Calls the model on a keyframe and turns its instances into Segments (labels, scores, embeddings).
+class G2VLMRecognizer(Recognizer):
+    """The shipped G2VLM model as a recognizer: its instances (masks, labels of the synthetic vocabulary, language-
+    aligned embeddings, whole-object box faces), and for the class-agnostic proposals it leaves (mostly)
+    uncovered, its semantics' label and its object head's embedding of the region (objects the model's instance
+    grouping missed or split still reach the map). Also the reasoner beside another recognizer
+    (``embed_segments``) and the query engine's grounder (``ground``)."""
 
-    Keeps the geometric segmentation's support planes (floor, table tops) so that "on the table" relations
-    still have their supports when the model labels only the objects on them.
-    """
+    name = "g2vlm"
+    embedding_space = "g2vlm"
 
-    def __init__(self, inference, segmenter: Segmenter, min_score: float = 0.3, keep_planes: bool = True,
-                 input_width: int = 0, geometry_fill: bool = False, fill_max_covered: float = 0.5):
+    def __init__(self, inference, input_width: int = 0, fill_max_covered: float = 0.5, min_score: float = 0.3):
         """``input_width``: keyframes wider than this are downscaled for the model (its instance masks are scaled
         back to the frame; the object points always come from the full-resolution depth); 0 = native size.
-        ``geometry_fill``: geometric object segments that the model's instances cover less than
-        ``fill_max_covered`` of are added too, labelled by the model's semantics and embedded by its object head
-        (objects the model's instance grouping missed or split still reach the map)."""
+        ``fill_max_covered``: a proposal the model's instances cover less than this share of is labelled from the
+        model's semantics (see Recognition.proposals); instances scoring below ``min_score`` are left out (and do
+        not cover proposals)."""
         if input_width < 0:
             raise ValueError(f"input_width must be >= 0, got {input_width}")
-        self.inference, self.segmenter = inference, segmenter
-        self.min_score, self.keep_planes, self.input_width = min_score, keep_planes, int(input_width)
-        self.geometry_fill, self.fill_max_covered = geometry_fill, fill_max_covered
-        self.calls = 0
+        self.inference, self.input_width, self.fill_max_covered = inference, int(input_width), fill_max_covered
+        self.min_score = min_score
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, segmenter: Segmenter, device: str = "cpu",
-                        input_width: int | None = None, geometry_fill: bool = True, **kw) -> "ModelLabeller":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", input_width: int | None = None,
+                        **kw) -> "G2VLMRecognizer":
         """``input_width`` None: the width the checkpoint was trained at (a network trained on small frames
-        segments objects of the size it learned; it is faster too), native size if the checkpoint does not say.
-        ``geometry_fill`` on by default: on 20 validation scenes of the synthetic set it raised the share of true
-        objects found in the map from 0.61 to 0.69 and in-map grounding Acc@0.25 from 0.50 to 0.55."""
+        segments objects of the size it learned; it is faster too), native size if the checkpoint does not say."""
         from ..model.inference import G2VLMInference  # torch is imported only when a model is used
 
         inf = G2VLMInference.from_checkpoint(path, device)
         if input_width is None:
             input_width = inf.training_image_hw[1] if inf.training_image_hw else 0
-        return cls(inf, segmenter, input_width=input_width, geometry_fill=geometry_fill, **kw)
+        return cls(inf, input_width=input_width, **kw)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        names = self.inference.cfg.semantic_names
+        return tuple(names[i] for i in self.inference.thing_ids if i < len(names))
+
+    def describe(self) -> str:
+        return f"g2vlm (input width {self.input_width or 'native'}, {self.inference.device})"
 
     def _model_input(self, frame: RGBDFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rgb, depth, K) at the model's input width: colour area-averaged, depth nearest (no invented depths)."""
@@ -89,10 +97,6 @@ class ModelLabeller:
         rgb = F.interpolate(rgb, size=(intr.height, intr.width), mode="area")[0].permute(1, 2, 0)
         depth = _nearest_resize(frame.depth_m, (intr.height, intr.width))
         return rgb.round().clamp(0, 255).to(torch.uint8).numpy(), depth, intr.K
-
-    @staticmethod
-    def _to_frame_size(ids: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        return ids if ids.shape == hw else _nearest_resize(ids, hw)
 
     def embed_text(self, text: str) -> np.ndarray:
         return self.inference.embed_text(text)
@@ -117,81 +121,89 @@ class ModelLabeller:
             return None
         return out
 
-    def __call__(self, frame: RGBDFrame, T_world_cam: np.ndarray) -> list[Segment] | None:
-        self.calls += 1
-        geo = self.segmenter.segment_frame(frame, T_world_cam) if (self.keep_planes or self.geometry_fill) else []
-        objs = [s for s in geo if s.kind == "object"] if self.geometry_fill else []
-        try:
-            rgb, depth, K = self._model_input(frame)
-            regions = self._regions(objs, depth.shape, K, T_world_cam) if objs else None
-            res = (self.inference.process_keyframe(rgb, depth, K, T_world_cam, regions=regions) if regions is not None
-                   else self.inference.process_keyframe(rgb, depth, K, T_world_cam))
-        except ValueError as e:  # e.g. no valid depth for the model: fall back to geometry for this frame
-            log.warning("model skipped a keyframe (%s); using geometric segmentation", e)
-            return None
+    def recognize(self, frame: RGBDFrame, T_world_cam: np.ndarray, proposals=()) -> Recognition:
+        rgb, depth, K = self._model_input(frame)
+        regions = project_regions(proposals, depth.shape, K, T_world_cam) if len(proposals) else None
+        res = (self.inference.process_keyframe(rgb, depth, K, T_world_cam, regions=regions) if regions is not None
+               else self.inference.process_keyframe(rgb, depth, K, T_world_cam))
         keep = [k for k, inst in enumerate(res.instances, start=1) if inst.score >= self.min_score]
-        ids_model = np.where(np.isin(res.instance_map, keep), res.instance_map, 0).astype(np.int32)
-        ids = self._to_frame_size(ids_model, frame.depth_m.shape)
-        labels = {k: res.instances[k - 1].label for k in keep}
-        scores = {k: float(res.instances[k - 1].score) for k in keep}
-        embeddings = {k: res.instances[k - 1].embedding for k in keep}
-        segments = self.segmenter.segments_from_instances(frame, ids, labels, scores, embeddings, T_world_cam)
-        self._whole_boxes((s, res.instances[s.instance_id - 1].box_faces) for s in segments)
+        kept = np.where(np.isin(res.instance_map, keep), res.instance_map, 0)
+        ids = _nearest_resize(kept, frame.depth_m.shape) if kept.shape != frame.depth_m.shape else kept
+        instances = []
+        for k in keep:
+            inst = res.instances[k - 1]
+            m = ids == k
+            if not m.any():
+                continue
+            vv, uu = np.nonzero(m)
+            instances.append(Instance([uu.min(), vv.min(), uu.max() + 1, vv.max() + 1], inst.label,
+                                      float(inst.score), mask=m, embedding=inst.embedding, box_faces=inst.box_faces))
+        labels = [None] * len(proposals)
         if regions is not None:
-            filled = self._fill(objs, regions, ids_model, res)
-            self._whole_boxes((s, res.region_faces.get(j)) for j, s in filled)
-            segments += [s for _, s in filled]
-        if self.keep_planes:
-            segments += [s for s in geo if s.kind == "support"]
-        return segments
+            labels = self._fill(len(proposals), regions, kept, res)
+        return Recognition(instances, labels)
 
-    @staticmethod
-    def _regions(objs: list[Segment], hw: tuple[int, int], K: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
-        """(H, W) map at the model's input size: id j >= 1 where geometric object segment j - 1's points project,
-        closed by one pixel (the segments' points are voxel-thinned)."""
-        from scipy import ndimage
-
-        from ..geometry.camera import invert_transform, transform_points
-        reg = np.zeros(hw, dtype=np.int32)
-        T_cam_world = invert_transform(T_world_cam)
-        for j, seg in enumerate(objs, start=1):
-            p = transform_points(T_cam_world, seg.points_world.astype(np.float64))
-            p = p[p[:, 2] > 1e-3]
-            u = np.round(K[0, 0] * p[:, 0] / p[:, 2] + K[0, 2]).astype(int)
-            v = np.round(K[1, 1] * p[:, 1] / p[:, 2] + K[1, 2]).astype(int)
-            ok = (u >= 0) & (u < hw[1]) & (v >= 0) & (v < hw[0])
-            reg[v[ok], u[ok]] = j
-        return np.where(reg > 0, reg, ndimage.maximum_filter(reg, size=3))
-
-    @staticmethod
-    def _whole_boxes(pairs) -> None:
-        """Whole-object boxes of segments from the amodal box head's face offsets, (segment, faces or None) pairs:
-        applied to the box of the segment's own points, the points the map integrates, so that a mask that bled
-        onto the background does not inflate the object's box."""
-        from ..scene_graph import visible_box
-        for s, f in pairs:
-            if f is not None and len(s.points_world) >= 3:
-                s.amodal_box = visible_box(s.points_world).grown(f)
-
-    def _fill(self, objs: list[Segment], regions: np.ndarray, ids_model: np.ndarray, res) -> list[tuple[int, Segment]]:
-        """Geometric object segments the model's instances leave (mostly) uncovered, with their region ids: labelled
-        by the model's semantics over their pixels when one object class holds most of them, embedded by the
-        model's object head."""
+    def _fill(self, n: int, regions: np.ndarray, kept: np.ndarray, res) -> list[Instance | None]:
+        """Per proposal: None when the model's instances cover at least fill_max_covered of it; else an Instance
+        labelled by the model's semantics over its pixels when one object class holds most of them (unnamed
+        otherwise), embedded by the model's object head."""
         cfg = self.inference.cfg
         thing = np.zeros(max(len(cfg.semantic_names), 1), dtype=bool)
         thing[list(self.inference.thing_ids)] = True
-        out = []
-        for j, seg in enumerate(objs, start=1):
+        out: list[Instance | None] = []
+        for j in range(1, n + 1):
             m = regions == j
-            n = int(m.sum())
-            if n == 0 or (ids_model[m] > 0).mean() >= self.fill_max_covered:
+            cnt = int(m.sum())
+            if cnt == 0 or (kept[m] > 0).mean() >= self.fill_max_covered:
+                out.append(None)
                 continue
             counts = np.bincount(res.semantic_ids[m].ravel(), minlength=len(thing))[:len(thing)] * thing
             c = int(np.argmax(counts))
-            share = counts[c] / n
-            seg.source = "geometry"
-            seg.label = cfg.semantic_names[c] if share >= 0.5 else None
-            seg.label_score = float(share) if seg.label else 0.0
-            seg.embedding = res.region_embeddings.get(j)
-            out.append((j, seg))
+            share = counts[c] / cnt
+            label = cfg.semantic_names[c] if share >= 0.5 else None
+            out.append(Instance(np.zeros(4), label, float(share) if label else 0.0,
+                                embedding=res.region_embeddings.get(j), box_faces=res.region_faces.get(j)))
         return out
+
+    def embed_segments(self, frame: RGBDFrame, T_world_cam: np.ndarray, segments: list[Segment]) -> None:
+        """Give segments lifted from another recognizer the model's object embedding and whole-object box."""
+        rgb, depth, K = self._model_input(frame)
+        regions = project_regions(segments, depth.shape, K, T_world_cam)
+        res = self.inference.process_keyframe(rgb, depth, K, T_world_cam, regions=regions)
+        from .labeller import _whole_box
+        for j, s in enumerate(segments, start=1):
+            if j in res.region_embeddings:
+                s.embedding = res.region_embeddings[j]
+                _whole_box(s, res.region_faces.get(j))
+
+
+class ModelLabeller(KeyframeLabeller):
+    """The pipeline's labeller for the G2VLM model alone (KeyframeLabeller over a G2VLMRecognizer).
+
+    Keeps the geometric segmentation's support planes (floor, table tops) so that "on the table" relations
+    still have their supports when the model labels only the objects on them.
+    """
+
+    def __init__(self, inference, segmenter: Segmenter, min_score: float = 0.3, keep_planes: bool = True,
+                 input_width: int = 0, geometry_fill: bool = False, fill_max_covered: float = 0.5):
+        """``geometry_fill``: geometric object segments that the model's instances cover less than
+        ``fill_max_covered`` of are added too, labelled by the model's semantics and embedded by its object head
+        (objects the model's instance grouping missed or split still reach the map)."""
+        super().__init__(G2VLMRecognizer(inference, input_width, fill_max_covered, min_score), segmenter,
+                         LiftConfig(min_score=min_score, keep_planes=keep_planes, label_proposals=geometry_fill))
+
+    @property
+    def inference(self):
+        return self.recognizer.inference
+
+    @property
+    def input_width(self) -> int:
+        return self.recognizer.input_width
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, segmenter: Segmenter, device: str = "cpu",
+                        input_width: int | None = None, geometry_fill: bool = True, **kw) -> "ModelLabeller":
+        """``geometry_fill`` on by default: on 20 validation scenes of the synthetic set it raised the share of true
+        objects found in the map from 0.61 to 0.69 and in-map grounding Acc@0.25 from 0.50 to 0.55."""
+        rec = G2VLMRecognizer.from_checkpoint(path, device, input_width)
+        return cls(rec.inference, segmenter, input_width=rec.input_width, geometry_fill=geometry_fill, **kw)
