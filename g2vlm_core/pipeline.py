@@ -85,6 +85,7 @@ class PerceptionPipeline:
         self.frames_fused = 0
         self.keyframes = 0
         self.keyframes_dropped = 0
+        self.keyframes_failed = 0  # keyframes whose recognizer raised (skipped; the frame itself was fused)
         self._lock = threading.RLock()  # frame state and fusion
         self._key_lock = threading.RLock()  # segmenter, labeller, object map
         self._key_cond = threading.Condition()
@@ -163,7 +164,13 @@ class PerceptionPipeline:
         """Segments (from the labeller, else geometry) -> object map -> a new scene graph; returns timings (ms)."""
         with self._key_lock:
             t1 = time.perf_counter()
-            segments = self.labeller(frame, T) if self.labeller is not None else None
+            try:
+                segments = self.labeller(frame, T) if self.labeller is not None else None
+            except Exception as e:  # a recognizer failing on one keyframe skips that keyframe, never the run
+                self.keyframes_failed += 1
+                log.warning("keyframe at t=%.3f skipped: the recognizer failed (%r); %d keyframes failed so far",
+                            frame.stamp_s, e, self.keyframes_failed)
+                return {"segmentation": (time.perf_counter() - t1) * 1e3}
             if segments is None:
                 segments = self.segmenter.segment_frame(frame, T)
             t2 = time.perf_counter()

@@ -294,10 +294,11 @@ class Segmenter:
         self.floor_estimate_m = None
 
     # ---------------------------------------------------------------- frames
-    def frame_points(self, frame: RGBDFrame, T_world_cam: np.ndarray | None = None
+    def frame_points(self, frame: RGBDFrame, T_world_cam: np.ndarray | None = None, depth_max_m: float | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Strided valid pixels of a frame -> world points (N, 3) float32, colours (N, 3) float32, and the
-        (H', W') boolean validity mask over the strided grid (N = mask.sum())."""
+        (H', W') boolean validity mask over the strided grid (N = mask.sum()). ``depth_max_m`` overrides the
+        config's range (a recognizer outlines far objects that geometry alone could not)."""
         frame.validate()
         T = frame.T_world_cam if T_world_cam is None else T_world_cam
         if T is None:
@@ -308,7 +309,8 @@ class Segmenter:
         rays = self._strided_rays(frame.intrinsics)  # (H', W', 3)
         depth = frame.depth_m[::s, ::s]
         with np.errstate(invalid="ignore"):
-            valid = np.isfinite(depth) & (depth > cfg.depth_min_m) & (depth <= cfg.depth_max_m)
+            valid = np.isfinite(depth) & (depth > cfg.depth_min_m) & (
+                depth <= (cfg.depth_max_m if depth_max_m is None else depth_max_m))
         if cfg.edge_rel_jump > 0:
             valid &= ~self._behind_depth_edge(np.where(valid, depth, 0.0), valid)
         pts_cam = rays[valid] * depth[valid].astype(np.float32)[:, None]

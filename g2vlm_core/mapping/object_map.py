@@ -24,7 +24,8 @@ from ..geometry.segmentation import Segment, pack_keys, unpack_keys, up_vector
 
 log = logging.getLogger(__name__)
 
-MAPPED_KINDS = ("object", "support")  # segment kinds that can become objects; floor/wall/plane never do
+MAPPED_KINDS = ("object", "support", "structure")  # segment kinds the map keeps; raw floor/wall/plane segments
+# never (a labeller turns the ones worth keeping into "structure" segments: floor, wall, ceiling, counter)
 _FACE_NEIGHBOURS = np.array([(0, 0, 0), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)],
                             dtype=np.int64)  # (7, 3)
 _CUBE_NEIGHBOURS = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)],
@@ -52,6 +53,7 @@ class ObjectMapConfig:
     min_segment_points: int = 10  # smaller segments are skipped (counted as 'too_few_points')
     max_abs_coord_m: float = 10_000.0  # points farther from the origin on any axis are dropped (voxel-key range)
     map_supports: bool = True  # map 'support' segments (table tops) as objects, so "on the table" relations exist
+    map_structure: bool = True  # map 'structure' segments (floor, walls, ceiling, counters): anchors of relations
     merge_every: int = 5  # look for duplicate objects every this many updates (0 disables merging)
     merge_overlap: float = 0.5  # merge when this fraction of the smaller object's coarse voxels overlaps the other
     same_label_box_overlap: float = 0.5  # also merge two objects a model gave the same label when this fraction of
@@ -349,8 +351,7 @@ class ObjectMap:
             targets = self._associate(clean)
             for (i, seg, pts, cols, emb), oid in zip(clean, targets):
                 if oid is None:
-                    o = _Object(self._next_id, "support" if seg.kind == "support" else "object", cfg.voxel_m,
-                                stamp_s)
+                    o = _Object(self._next_id, seg.kind, cfg.voxel_m, stamp_s)
                     self._next_id += 1
                     self._objects[o.id] = o
                     result.created.append(o.id)
@@ -466,7 +467,8 @@ class ObjectMap:
             if not isinstance(seg, Segment):
                 skipped["not_a_segment"] += 1
                 continue
-            if seg.kind not in MAPPED_KINDS or (seg.kind == "support" and not cfg.map_supports):
+            if seg.kind not in MAPPED_KINDS or (seg.kind == "support" and not cfg.map_supports) or (
+                    seg.kind == "structure" and not cfg.map_structure):
                 skipped[f"kind_{seg.kind}"] += 1
                 continue
             pts = np.asarray(seg.points_world, dtype=np.float64)
@@ -514,7 +516,7 @@ class ObjectMap:
         offsets = self._offsets()
         targets: list[int | None] = []
         for _, seg, pts, cols, emb in clean:
-            kind = "support" if seg.kind == "support" else "object"
+            kind = seg.kind
             s_lo, s_hi = pts.min(axis=0), pts.max(axis=0)
             cand = np.nonzero(np.all(lo - margin <= s_hi, axis=1) & np.all(hi + margin >= s_lo, axis=1))[0]
             if len(cand) == 0:
@@ -525,8 +527,8 @@ class ObjectMap:
             best, best_score = None, -np.inf
             for j in cand:
                 o = objs[j]
-                if o.kind != kind:
-                    continue
+                if o.kind != kind or (kind == "structure" and o.top_label() != seg.label):
+                    continue  # structure associates with its own kind only: a wall never absorbs the floor
                 o_coarse = o.coarse(cfg.assoc_voxel_m)
                 overlap = max(_near_fraction(s_coarse, o_coarse, offsets),
                               _near_fraction(o_coarse, s_coarse, offsets))
@@ -553,10 +555,12 @@ class ObjectMap:
     def _integrate(self, o: _Object, seg: Segment, pts: np.ndarray, cols: np.ndarray, emb: np.ndarray | None,
                    stamp_s: float) -> None:
         o.add_points(pts, cols, self.config.max_voxels_per_object)
-        if seg.label:
-            score = float(seg.label_score) if np.isfinite(seg.label_score) else 0.0
-            # A label without a score still counts as a weak vote, so labelled beats unlabelled.
-            o.label_votes[seg.label] = o.label_votes.get(seg.label, 0.0) + max(min(score, 1.0), 1e-3)
+        # Votes accumulate the recognizers' label distributions over views (a label without a score still counts as
+        # a weak vote, so labelled beats unlabelled).
+        votes = seg.label_scores if seg.label_scores else ({seg.label: seg.label_score} if seg.label else {})
+        for lab, score in votes.items():
+            score = float(score) if np.isfinite(score) else 0.0
+            o.label_votes[lab] = o.label_votes.get(lab, 0.0) + max(min(score, 1.0), 1e-3)
         if emb is not None and (o.emb_sum is None or o.emb_sum.shape == emb.shape):
             o.emb_sum = emb.copy() if o.emb_sum is None else o.emb_sum + emb
             o.emb_n += 1
@@ -612,7 +616,8 @@ class ObjectMap:
             touch &= dirty[:, None] | dirty[None, :]
             for a, b in zip(*np.nonzero(np.triu(touch, 1))):
                 oa, ob = objs[a], objs[b]
-                if oa.kind != ob.kind or (oa.id, ob.id) in failed:
+                if oa.kind != ob.kind or (oa.id, ob.id) in failed or (
+                        oa.kind == "structure" and oa.top_label() != ob.top_label()):
                     continue
                 ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
                 small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
@@ -673,7 +678,7 @@ class ObjectMap:
         label, conf = candidates[0] if candidates else (default, 0.0)
         color = o.mean_color()
         emb = o.embedding()
-        return SceneObject(id=o.id, label=label, box=box, label_confidence=float(conf), label_candidates=candidates,
+        return SceneObject(id=o.id, kind="structure" if o.kind == "structure" else "object", label=label, box=box, label_confidence=float(conf), label_candidates=candidates,
                            attributes={"color": color_name(color), "size": size_class(box)},
                            centroid=o.centroid().copy(), mean_color=color.copy(), point_count=int(len(o.keys)),
                            observation_count=o.observations, first_seen_s=o.first_seen_s, last_seen_s=o.last_seen_s,

@@ -37,9 +37,14 @@ class LiftConfig:
     label_proposals: bool = True  # class-agnostic geometric clusters are offered to the recognizer as proposals
     keep_unrecognized: bool = True  # proposals the recognizer leaves unnamed become unnamed objects (else dropped)
     structure: bool = True  # floor / wall / ceiling planes become structure objects (kind "structure")
-    counter_min_extent_m: float | None = None  # unclaimed support planes at least this long become structure
-    # ("counter"); smaller ones stay support objects ("surface") unless keep_unrecognized is False (then dropped).
-    # None: every support plane stays a support object (the synthetic world's table tops)
+    counter_min_extent_m: float | None = None  # unclaimed support planes at least this long and next to a wall
+    # become structure ("counter", a worktop); None: every support plane stays a support object ("surface", the
+    # synthetic world's table tops, which the model labels itself)
+    tables_from_supports: bool = False  # other unclaimed support planes at table height become objects labelled
+    # "table" (a free-standing horizontal surface; a detector that misses a coffee table still sees its top)
+    table_height_m: tuple[float, float] = (0.25, 1.2)  # ... between these heights above the floor (z = 0)
+    table_label_score: float = 0.35  # ... with this confidence (a detection's label outvotes it in the map)
+    counter_wall_gap_m: float = 0.35  # a support whose footprint comes this close to a wall is against it
     claim_support_fraction: float = 0.5  # a box instance claims a support plane (its top) when this share of
     # the plane's points in the frame lies inside its box
     structure_margin_m: float = 0.03  # points this close to a floor / wall / ceiling plane (x range^2 noise) are
@@ -48,6 +53,8 @@ class LiftConfig:
     # 3D component(s) that are the object
     component_depth_m: float = 0.3  # other components join when their median depth is within this of the chosen
     min_points: int = 10  # lifted instances with fewer strided points are dropped
+    box_depth_max_m: float = 8.0  # box instances are lifted up to this depth (beyond the segmenter's range: the
+    # detector outlines the object, so depth noise at range does not merge it with its surroundings)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.central_fraction <= 1.0:
@@ -79,6 +86,12 @@ class KeyframeLabeller:
             if r is not None and hasattr(r, "ground"):
                 return r.ground
         return None
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """Every object label this labeller can give: the recognizer's, and "table" from supports when enabled."""
+        extra = ("table",) if self.config.tables_from_supports else ()
+        return tuple(self.recognizer.vocabulary) + tuple(x for x in extra if x not in self.recognizer.vocabulary)
 
     # ---- keyframes
     def __call__(self, frame: RGBDFrame, T_world_cam: np.ndarray) -> list[Segment] | None:
@@ -140,7 +153,7 @@ class KeyframeLabeller:
         """Segments of box-only instances (see the module docstring); adds the indices of the support planes they
         claim to ``claimed``."""
         cfg = self.config
-        pts, cols, valid = self.segmenter.frame_points(frame, T)
+        pts, cols, valid = self.segmenter.frame_points(frame, T, depth_max_m=cfg.box_depth_max_m)
         s = self.segmenter.stride_for(frame.intrinsics)
         vv, uu = np.nonzero(valid)
         u, v = uu * s, vv * s  # (N,) pixel coordinates of the points
@@ -167,7 +180,7 @@ class KeyframeLabeller:
             idx = idx[(sup < 0) | own[np.maximum(sup, 0)]]
             keep = self._object_points(pts[idx], u[idx], v[idx], depth[idx], inst.box_xyxy)
             idx = idx[keep]
-            if len(idx) < cfg.min_points:
+            if len(idx) < cfg.min_points or not self._at_box_depth(frame, inst.box_xyxy, np.median(depth[idx])):
                 continue
             claimed.update(np.nonzero(own)[0].tolist())
             seg = Segment(pts[idx], cols[idx], label=inst.label, label_score=inst.score, embedding=inst.embedding,
@@ -176,6 +189,22 @@ class KeyframeLabeller:
             _whole_box(seg, inst.box_faces)
             out.append(seg)
         return out
+
+    def _at_box_depth(self, frame: RGBDFrame, box: np.ndarray, depth_m: float) -> bool:
+        """Whether the lifted points' median depth is that of the box's central region in the raw depth image
+        (every valid pixel, beyond the mapping range too): a far object (a plant 6 m away) whose box reaches over
+        a near one (a chair's back) must not lift the near one's points under the far one's label."""
+        cfg = self.config
+        H, W = frame.depth_m.shape
+        x0, y0, x1, y1 = box
+        mx, my = (1 - cfg.central_fraction) / 2 * (x1 - x0), (1 - cfg.central_fraction) / 2 * (y1 - y0)
+        r0, r1 = int(np.clip(y0 + my, 0, H - 1)), int(np.clip(np.ceil(y1 - my), 1, H))
+        c0, c1 = int(np.clip(x0 + mx, 0, W - 1)), int(np.clip(np.ceil(x1 - mx), 1, W))
+        d = frame.depth_m[r0:max(r1, r0 + 1), c0:max(c1, c0 + 1)]
+        d = d[np.isfinite(d) & (d > 0)]
+        if d.size < 4:
+            return True  # no depth to compare with (holes, black objects): trust the geometry
+        return abs(float(np.median(d)) - depth_m) <= max(cfg.component_depth_m, 0.15 * depth_m)
 
     def _on_plane(self, pts: np.ndarray, plane: Segment, depth: np.ndarray) -> np.ndarray:
         """(N,) points within the noise band of a plane segment and inside its piece (10 cm cells of its points)."""
@@ -217,21 +246,52 @@ class KeyframeLabeller:
         cfg = self.config
         out = []
         cam_height = float(T[2, 3])
+        walls = [pl for pl in planes if pl.kind == "wall"]
         for j, pl in enumerate(planes):
             if j in claimed or pl.kind == "plane":
                 continue
             if pl.kind == "support":
-                above_camera = -float(pl.plane[3]) > cam_height + 0.3 and pl.plane[2] > 0.9
+                height = -float(pl.plane[3])
                 extent = float(np.max(np.ptp(pl.points_world[:, :2], axis=0)))
-                if cfg.structure and above_camera:
+                if cfg.structure and height > cam_height + 0.3 and pl.plane[2] > 0.9:
                     out.append(_structure(pl, "ceiling"))
-                elif cfg.structure and cfg.counter_min_extent_m is not None and extent >= cfg.counter_min_extent_m:
+                elif cfg.structure and cfg.counter_min_extent_m is not None and extent >= cfg.counter_min_extent_m \
+                        and self._against_wall(pl, walls):
                     out.append(_structure(pl, "counter"))
+                elif cfg.tables_from_supports and cfg.table_height_m[0] <= height <= cfg.table_height_m[1]:
+                    table = Segment(pl.points_world, pl.colors, label="table", label_score=cfg.table_label_score,
+                                    source="geometry", kind="object", instance_id=pl.instance_id)
+                    # a free-standing top stands on legs: its whole box reaches down to the floor
+                    floor = self.segmenter.config.floor_height_m
+                    floor = self.segmenter.floor_estimate_m if floor is None else floor
+                    if floor is not None:
+                        top = visible_box(table.points_world)
+                        bottom = top.center[2] - top.size[2] / 2
+                        _whole_box(table, np.array([0.0, 0.0, max(bottom - floor, 0.0), 0.0, 0.0, 0.0]))
+                    out.append(table)
                 elif cfg.keep_unrecognized or cfg.counter_min_extent_m is None:
                     out.append(pl)
             elif cfg.structure and pl.kind in ("floor", "wall"):
                 out.append(_structure(pl, pl.kind))
         return out
+
+
+    def _against_wall(self, support: Segment, walls: list[Segment]) -> bool:
+        """Whether a support plane's points come within counter_wall_gap_m (horizontally) of a wall plane's
+        points seen in the same frame."""
+        gap = self.config.counter_wall_gap_m
+        for w in walls:
+            n = w.plane[:3]
+            d = np.abs(support.points_world.astype(np.float64) @ n + w.plane[3])
+            if d.min() > gap:
+                continue
+            along = np.cross(n, [0.0, 0.0, 1.0])
+            if np.linalg.norm(along) < 1e-6:
+                continue
+            t_s, t_w = support.points_world @ along, w.points_world @ along
+            if (t_s[d <= gap] >= t_w.min() - gap).any() and (t_s[d <= gap] <= t_w.max() + gap).any():
+                return True
+        return False
 
 
 def _structure(plane: Segment, label: str) -> Segment:
