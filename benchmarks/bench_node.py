@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=919)
     ap.add_argument("--voxel", type=float, default=0.02)
     ap.add_argument("--model", default="auto", help="model_checkpoint of the node: auto | none | PATH")
+    ap.add_argument("--recognizer", default="g2vlm", help="recognizer of the node (synthetic frames: g2vlm)")
     ap.add_argument("--param", action="append", default=[], help="extra node parameter NAME:=VALUE (repeatable)")
     a = ap.parse_args()
 
@@ -145,6 +146,7 @@ def main() -> None:
                                                           *params, "-p", "sensor_reliable:=true",
                                                           "-p", f"voxel_size_m:={a.voxel}",
                                                           "-p", f"model_checkpoint:={a.model}",
+                                                          "-p", f"recognizer:={a.recognizer}",
                                                           *[x for p in a.param for x in ("-p", p)]])
     rclpy.init()
     node = rclpy.create_node("bench_node")

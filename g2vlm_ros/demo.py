@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
     node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
                                                           *params, "-p", "sensor_reliable:=true",
+                                                          "-p", "recognizer:=g2vlm",  # the synthetic world's model
                                                           "-p", "cloud_period_s:=0.0"], capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_demo")

@@ -25,7 +25,8 @@ from visualization_msgs.msg import MarkerArray
 
 from g2vlm_core.geometry.fusion import FusionConfig
 from g2vlm_core.frame import RGBDFrame
-from g2vlm_core.recognition.g2vlm import ModelLabeller, resolve_checkpoint
+from g2vlm_core.recognition.factory import make_labeller
+from g2vlm_core.recognition.labeller import KeyframeLabeller
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
 from g2vlm_core.geometry.segmentation import Segmenter
 from g2vlm_core.language.query import QueryConfig, QueryEngine
@@ -64,9 +65,21 @@ PARAMS = (
     ParamSpec("map_frame", "map", "Frame of the fused map and the scene graph (z up)."),
     ParamSpec("device", "auto", "Where fusion runs: 'auto' (CUDA when available), 'cpu' or 'cuda'.",
               choices=("auto", "cpu", "cuda")),
-    ParamSpec("model_checkpoint", "auto", "G2VLM checkpoint run on keyframes (labels, instances, embeddings): "
-              "'auto' (the shipped baseline when this build has one, else geometry only), 'baseline', 'none' "
-              "(class-agnostic geometry only) or a folder path."),
+    ParamSpec("recognizer", "coco", "What names the objects on keyframes: 'coco' (SSD-MobileNet-v2 COCO + "
+              "EfficientNet ImageNet, pretrained on real images, offline: the default for real cameras), 'hf' "
+              "(open-vocabulary detector / CLIP from hf_detector / hf_embedder), 'g2vlm' (the G2VLM model's own "
+              "instances: the synthetic world, the demo) or 'none' (class-agnostic geometry).",
+              choices=("coco", "hf", "g2vlm", "none")),
+    ParamSpec("model_checkpoint", "auto", "G2VLM model: the recognizer when recognizer is 'g2vlm', else the reasoner "
+              "beside it (embeds the recognised objects and grounds queries with its grounding head): 'auto' (the "
+              "shipped baseline when this build has one), 'baseline', 'none' or a folder path."),
+    ParamSpec("hf_detector", "", "recognizer 'hf': zero-shot detector (OWLv2, OWL-ViT, Grounding DINO) as a local "
+              "folder or a Hugging Face id already in the cache; '' = none."),
+    ParamSpec("hf_embedder", "", "recognizer 'hf': CLIP / SigLIP model (local folder or cached id) that embeds objects "
+              "and query text, and labels boxes over hf_labels; '' = none."),
+    ParamSpec("hf_labels", "", "recognizer 'hf': comma-separated object names to detect; '' = the COCO names."),
+    ParamSpec("hf_allow_download", False, "recognizer 'hf': let transformers download missing weights (off: only "
+              "local folders and the cache are used)."),
     ParamSpec("voxel_size_m", 0.02, "TSDF voxel edge (m).", 0.005, 0.5),
     ParamSpec("depth_min_m", 0.1, "Nearer depths are ignored (m).", 0.0, 10.0),
     ParamSpec("depth_max_m", 5.0, "Farther depths are ignored (m).", 0.1, 100.0),
@@ -94,7 +107,12 @@ class NodeConfig:
     pose_wait_s: float
     map_frame: str
     device: str
+    recognizer: str
     model_checkpoint: str
+    hf_detector: str
+    hf_embedder: str
+    hf_labels: str
+    hf_allow_download: bool
     voxel_size_m: float
     depth_min_m: float
     depth_max_m: float
@@ -124,7 +142,7 @@ class PerceptionNode(Node):
         super().__init__("g2vlm_perception", **kwargs)
         self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
         pipeline_cfg = self.cfg.pipeline_config()
-        labeller = self._load_model(pipeline_cfg)
+        labeller = self._load_labeller(pipeline_cfg)
         self.pipeline = PerceptionPipeline(pipeline_cfg, labeller, on_keyframe=lambda graph: self._publish_graph())
         self.rejected: Counter[str] = Counter()
         self.received = Counter()
@@ -187,18 +205,23 @@ class PerceptionNode(Node):
                                f"{self.resolve_topic_name(self.cfg.depth_topic)}, pose from {self.cfg.pose_source}; "
                                f"fusion on {self.pipeline.fusion.device}")
 
-    def _load_model(self, pipeline_cfg: PipelineConfig) -> ModelLabeller | None:
-        path = resolve_checkpoint(self.cfg.model_checkpoint)  # FileNotFoundError names the path
-        if path is None:
-            self.get_logger().warning("no model: objects are class-agnostic (label 'object'); queries can use "
+    def _load_labeller(self, pipeline_cfg: PipelineConfig) -> KeyframeLabeller | None:
+        c = self.cfg
+        if c.recognizer == "none":
+            self.get_logger().warning("no recognizer: objects are class-agnostic (label 'object'); queries can use "
                                       "colours, sizes and relations but not categories")
             return None
         import torch
 
-        device = "cuda" if self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available()) \
-            else "cpu"
-        labeller = ModelLabeller.from_checkpoint(path, Segmenter(pipeline_cfg.segmenter), device)
-        self.get_logger().info(f"model {path} on {device}")
+        device = "cuda" if c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()) else "cpu"
+        hf = {} if c.recognizer != "hf" else {
+            "detector": c.hf_detector, "embedder": c.hf_embedder, "allow_download": c.hf_allow_download,
+            "labels": tuple(s.strip() for s in c.hf_labels.split(",") if s.strip())}
+        # MissingExtraError / RecognizerError / FileNotFoundError name what to install or which folder is wrong
+        labeller = make_labeller(c.recognizer, Segmenter(pipeline_cfg.segmenter), device, c.model_checkpoint, **hf)
+        reasoner = getattr(labeller, "reasoner", None)
+        self.get_logger().info(f"recognizer {labeller.recognizer.describe()}" +
+                               (f"; G2VLM model beside it on {device}" if reasoner is not None else ""))
         return labeller
 
     # ------------------------------------------------------------------------------------------- inputs
@@ -347,6 +370,7 @@ class PerceptionNode(Node):
         values = {
             "frames_received": self.received["pairs"], "frames_fused": self.pipeline.frames_fused,
             "keyframes": self.pipeline.keyframes, "keyframes_dropped": self.pipeline.keyframes_dropped,
+            "keyframes_failed": self.pipeline.keyframes_failed,
             "fused_rate_hz": f"{rate:.2f}",
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",

@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     scene = SceneGenerator(SynthConfig(num_scenes=1, frames_per_scene=a.frames, width=a.width, height=a.height,
                                        seed=a.seed)).scene(a.seed)
     node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
-                                                          "-p", "keyframe_every_n:=3", "-p", "cloud_period_s:=1.0"],
+                                                          "-p", "keyframe_every_n:=3", "-p", "cloud_period_s:=1.0",
+                                                          "-p", "recognizer:=g2vlm"],
                             capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_smoke")

@@ -1,6 +1,7 @@
 """Start the g2vlm perception node: ros2 launch g2vlm_ros perception.launch.py [arg:=value ...]
 
-Arguments: params_file, namespace, device (auto|cpu|cuda), pose_source (topic|tf|odometry), the camera topics
+Arguments: params_file, namespace, device (auto|cpu|cuda), pose_source (topic|tf|odometry), recognizer
+(coco|hf|g2vlm|none), the camera topics
 (rgb_topic, depth_topic, camera_info_topic, pose_topic) and use_sim_time (true for bag replay with --clock).
 """
 from launch import LaunchDescription
@@ -20,6 +21,10 @@ def generate_launch_description():
                               description="Where fusion runs"),
         DeclareLaunchArgument("pose_source", default_value="topic", choices=["topic", "tf", "odometry"],
                               description="Where the camera pose comes from"),
+        DeclareLaunchArgument("recognizer", default_value="coco", choices=["coco", "hf", "g2vlm", "none"],
+                              description="What names the objects: coco (real cameras, offline), hf (open "
+                                          "vocabulary, set hf_detector / hf_embedder in params_file), g2vlm (the "
+                                          "synthetic demo's model), none (geometry only)"),
         DeclareLaunchArgument("rgb_topic", default_value="/camera/color/image_raw", description="Colour images"),
         DeclareLaunchArgument("depth_topic", default_value="/camera/aligned_depth_to_color/image_raw",
                               description="Depth registered to colour (16UC1 mm or 32FC1 m)"),
@@ -39,6 +44,7 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("params_file"),
             {"device": LaunchConfiguration("device"), "pose_source": LaunchConfiguration("pose_source"),
+             "recognizer": LaunchConfiguration("recognizer"),
              "use_sim_time": LaunchConfiguration("use_sim_time")},
         ],
         remappings=[

@@ -54,6 +54,8 @@ class ObjectMapConfig:
     max_abs_coord_m: float = 10_000.0  # points farther from the origin on any axis are dropped (voxel-key range)
     map_supports: bool = True  # map 'support' segments (table tops) as objects, so "on the table" relations exist
     map_structure: bool = True  # map 'structure' segments (floor, walls, ceiling, counters): anchors of relations
+    structure_plane_deg: float = 15.0  # structure of one label associates / merges when coplanar: normals within
+    structure_plane_m: float = 0.06  # this angle, and the median distance of one's points to the other's plane
     merge_every: int = 5  # look for duplicate objects every this many updates (0 disables merging)
     merge_overlap: float = 0.5  # merge when this fraction of the smaller object's coarse voxels overlaps the other
     same_label_box_overlap: float = 0.5  # also merge two objects a model gave the same label when this fraction of
@@ -252,6 +254,16 @@ def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, deltas: np.ndarray)
     idx = np.minimum(np.searchsorted(b_sorted, q), len(b_sorted) - 1)
     hit = (b_sorted[idx] == q).reshape(len(deltas), len(a_keys)).any(axis=0)
     return float(hit.mean())
+
+
+def _fit_plane(points: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """Least-squares plane (unit normal (3,), offset d with n.p + d = 0) of points (N, 3); (None, 0) below 3."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(p) < 3:
+        return None, 0.0
+    c = p.mean(axis=0)
+    n = np.linalg.eigh((p - c).T @ (p - c))[1][:, 0]
+    return n, float(-n @ c)
 
 
 def _packed_offsets(offsets: np.ndarray) -> np.ndarray:
@@ -529,6 +541,11 @@ class ObjectMap:
                 o = objs[j]
                 if o.kind != kind or (kind == "structure" and o.top_label() != seg.label):
                     continue  # structure associates with its own kind only: a wall never absorbs the floor
+                if kind == "structure":
+                    # views of one floor or wall overlap little but lie in one plane (a corner's two walls do not)
+                    if self._coplanar(o, pts) and 1.0 > best_score:
+                        best, best_score = o.id, 1.0
+                    continue
                 o_coarse = o.coarse(cfg.assoc_voxel_m)
                 overlap = max(_near_fraction(s_coarse, o_coarse, offsets),
                               _near_fraction(o_coarse, s_coarse, offsets))
@@ -542,6 +559,18 @@ class ObjectMap:
                     best, best_score = o.id, score
             targets.append(best)
         return targets
+
+    def _coplanar(self, o: _Object, pts: np.ndarray) -> bool:
+        """Whether points (N, 3) lie in the plane of structure object ``o`` (its points' least-squares plane):
+        normals within structure_plane_deg, median distance within structure_plane_m."""
+        cfg = self.config
+        if "plane" not in o._cache:
+            o._cache["plane"] = _fit_plane(o.points())
+        n, d = o._cache["plane"]
+        n2, _ = _fit_plane(pts)
+        if n is None or n2 is None or abs(float(n @ n2)) < np.cos(np.radians(cfg.structure_plane_deg)):
+            return False
+        return float(np.median(np.abs(pts @ n + d))) <= cfg.structure_plane_m
 
     def _appearance(self, color: np.ndarray, emb: np.ndarray | None, o: _Object) -> float | None:
         """Appearance similarity in [0, 1] (embedding cosine when both have one, else colour); None = forbidden."""
@@ -622,6 +651,17 @@ class ObjectMap:
                 ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
                 small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
                 ea, eb = oa.embedding(), ob.embedding()
+                if oa.kind == "structure":
+                    if self._coplanar(oa, ob.points()):
+                        keep, drop = (oa, ob) if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else (ob, oa)
+                        keep.absorb(drop, cfg.max_voxels_per_object)
+                        self._delete(drop.id)
+                        merged.append((drop.id, keep.id))
+                        failed = {p for p in failed if keep.id not in p}
+                        changed = True
+                        break
+                    failed.add((oa.id, ob.id))
+                    continue
                 overlapping = _near_fraction(small, big, offsets) >= cfg.merge_overlap or (
                     cfg.same_label_box_overlap > 0 and oa.top_label() is not None
                     and oa.top_label() == ob.top_label()

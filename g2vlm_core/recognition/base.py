@@ -135,3 +135,30 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def uncovered_proposal_boxes(frame: RGBDFrame, T_world_cam: np.ndarray, proposals, boxes: np.ndarray,
+                             covered_fraction: float) -> list[tuple[np.ndarray, int] | None]:
+    """Per proposal (world-frame Segment): None when at least ``covered_fraction`` of its projected points fall
+    inside the detection ``boxes`` (N, 4) (or none lands in the image), else (its 2D box [x0, y0, x1, y1], the
+    number of its points in the image)."""
+    K, H, W = frame.intrinsics.K, frame.depth_m.shape[0], frame.depth_m.shape[1]
+    T_cam_world = invert_transform(T_world_cam)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out: list[tuple[np.ndarray, int] | None] = []
+    for seg in proposals:
+        p = transform_points(T_cam_world, np.asarray(seg.points_world, dtype=np.float64))
+        p = p[p[:, 2] > 1e-3]
+        u = K[0, 0] * p[:, 0] / p[:, 2] + K[0, 2]
+        v = K[1, 1] * p[:, 1] / p[:, 2] + K[1, 2]
+        ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        u, v = u[ok], v[ok]
+        if len(u) == 0:
+            out.append(None)
+            continue
+        inside = np.zeros(len(u), dtype=bool)
+        for b in boxes:
+            inside |= (u >= b[0]) & (u < b[2]) & (v >= b[1]) & (v < b[3])
+        out.append(None if inside.mean() >= covered_fraction else
+                   (np.array([u.min(), v.min(), u.max() + 1, v.max() + 1]), int(len(u))))
+    return out

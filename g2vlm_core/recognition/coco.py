@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..frame import RGBDFrame
-from ..geometry.camera import invert_transform, transform_points
-from .base import Instance, Recognition, Recognizer, RecognizerError, box_iou, require
+from .base import Instance, Recognition, Recognizer, RecognizerError, box_iou, require, uncovered_proposal_boxes
 
 log = logging.getLogger(__name__)
 
@@ -275,32 +274,10 @@ class CocoRecognizer(Recognizer):
         """Per proposal: None when detections cover it; for the largest uncovered ones an Instance named by the
         classifier when it is confident (unnamed otherwise); the rest unnamed."""
         cfg = self.config
-        K, H, W = frame.intrinsics.K, frame.depth_m.shape[0], frame.depth_m.shape[1]
-        T_cam_world = invert_transform(T)
-        boxes = np.array([d.box_xyxy for d in dets]).reshape(-1, 4)
-        out: list[Instance | None] = []
-        sizes = []
-        for seg in proposals:
-            p = transform_points(T_cam_world, np.asarray(seg.points_world, dtype=np.float64))
-            p = p[p[:, 2] > 1e-3]
-            u = K[0, 0] * p[:, 0] / p[:, 2] + K[0, 2]
-            v = K[1, 1] * p[:, 1] / p[:, 2] + K[1, 2]
-            ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-            u, v = u[ok], v[ok]
-            if len(u) == 0:
-                out.append(None)
-                sizes.append(0)
-                continue
-            inside = np.zeros(len(u), dtype=bool)
-            for b in boxes:
-                inside |= (u >= b[0]) & (u < b[2]) & (v >= b[1]) & (v < b[3])
-            if inside.mean() >= cfg.covered_fraction:
-                out.append(None)
-                sizes.append(0)
-                continue
-            box = np.array([u.min(), v.min(), u.max() + 1, v.max() + 1])
-            out.append(Instance(box, None, 0.0))
-            sizes.append(len(u) if min(box[2] - box[0], box[3] - box[1]) >= cfg.proposal_min_px else 0)
+        found = uncovered_proposal_boxes(frame, T, proposals, [d.box_xyxy for d in dets], cfg.covered_fraction)
+        out = [None if f is None else Instance(f[0], None, 0.0) for f in found]
+        sizes = [0 if f is None or min(f[0][2] - f[0][0], f[0][3] - f[0][1]) < cfg.proposal_min_px else f[1]
+                 for f in found]
         if cfg.name_proposals and self._classifier is not None:
             for j in [j for j in np.argsort(sizes)[::-1][:cfg.max_proposals] if sizes[j] > 0]:
                 probs = self.classify(frame.rgb, out[j].box_xyxy)

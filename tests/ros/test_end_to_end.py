@@ -51,6 +51,7 @@ def test_node_with_model_finds_objects_and_answers_referring_expressions(ros_nod
     params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
     proc = NodeProcess("g2vlm_ros.perception_node",
                        [*params, "-p", "sensor_reliable:=true", "-p", "model_checkpoint:=baseline",
+                        "-p", "recognizer:=g2vlm",
                         "-p", "async_keyframes:=false", "-p", "cloud_period_s:=0.0"])
     try:
         graphs: list[SceneGraphMsg] = []
