@@ -78,6 +78,10 @@ class ObjectMapConfig:
     max_label_candidates: int = 5  # label candidates kept in snapshots
     publish_min_observations: int = 1  # snapshots list objects observed at least this many times
     relation_min_confidence: float = 0.5  # relations below this confidence are left out of snapshots
+    support_snap_m: float = 0.12  # an object whose bottom floats up to this far above the top of an object (or
+    # structure) under its footprint centre rests on it: its box reaches down to that top in snapshots, as a seen
+    # object's box misses its occluded bottom (0 disables)
+    support_sink_m: float = 0.05  # ... and one whose bottom sinks up to this far into it is raised onto it
     relation_max_gap_m: float | None = 1.0  # view-dependent relations only between objects whose boxes are at
     # most this far apart (None: all pairs, exactly predicates.compute_relations)
 
@@ -256,6 +260,35 @@ def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, deltas: np.ndarray)
     return float(hit.mean())
 
 
+def _snap_to_supports(objs: list[SceneObject], snap_m: float, sink_m: float) -> None:
+    """Rest objects on what supports them (see ObjectMapConfig.support_snap_m): each non-structure object whose
+    footprint centre lies over the top of another object's box, with its bottom between ``snap_m`` above and
+    ``sink_m`` below that top, gets its bottom face moved onto the highest such top (its top face stays), so that
+    "on" / "under" hold in the map as they do for the objects themselves. Boxes are replaced, not mutated."""
+    if len(objs) < 2:
+        return
+    centre = np.array([o.box.center for o in objs])  # (N, 3)
+    size = np.array([o.box.size for o in objs])
+    bottom, top = centre[:, 2] - size[:, 2] / 2, centre[:, 2] + size[:, 2] / 2
+    c, s = np.cos([o.box.yaw for o in objs]), np.sin([o.box.yaw for o in objs])
+    # [a, b]: a's footprint centre in b's box axes, inside b's footprint
+    d = centre[:, None, :2] - centre[None, :, :2]  # (N, N, 2)
+    u = d[..., 0] * c[None, :] + d[..., 1] * s[None, :]
+    v = -d[..., 0] * s[None, :] + d[..., 1] * c[None, :]
+    over = (np.abs(u) <= size[None, :, 0] / 2) & (np.abs(v) <= size[None, :, 1] / 2)
+    gap = bottom[:, None] - top[None, :]  # (N, N): a's bottom above b's top
+    ok = over & (gap <= snap_m) & (gap >= -sink_m) & (top[None, :] < top[:, None] - 0.02)
+    np.fill_diagonal(ok, False)
+    movable = np.array([o.kind != "structure" for o in objs])
+    for a in np.nonzero(movable & ok.any(axis=1))[0]:
+        b = int(np.argmax(np.where(ok[a], top, -np.inf)))
+        new_bottom = top[b]
+        b_a = objs[a].box
+        height = max(top[a] - new_bottom, 0.01)
+        objs[a].box = Box3D([b_a.center[0], b_a.center[1], new_bottom + height / 2],
+                            [b_a.size[0], b_a.size[1], height], b_a.yaw)
+
+
 def _fit_plane(points: np.ndarray) -> tuple[np.ndarray | None, float]:
     """Least-squares plane (unit normal (3,), offset d with n.p + d = 0) of points (N, 3); (None, 0) below 3."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -401,6 +434,8 @@ class ObjectMap:
             self._deleted_pending = []
             stamp = self._stamp_s
             sequence = self._sequence
+        if cfg.support_snap_m > 0 and cfg.up_axis == "+z":
+            _snap_to_supports(objs, cfg.support_snap_m, cfg.support_sink_m)
         rels = self._relations(objs, viewpoint)
         return SceneGraph(objects=objs, relations=rels, frame_id=frame_id, stamp_s=stamp, sequence=sequence,
                           deleted_ids=deleted)

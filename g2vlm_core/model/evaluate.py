@@ -25,7 +25,10 @@ embeddings and multi-view boxes), from the expression's reference view (``map_qu
 expressions answered by the node's query service, the QueryEngine with the grounding head ranking the objects its
 head noun names; ``map_query_rules_acc_025``: the QueryEngine's hand-written rules alone);
 ``map_objects_matched_025`` is the share of the true objects seen in the frames (>= 200 pixels in one) that a map
-object matches at 3D IoU >= 0.25.
+object matches at 3D IoU >= 0.25; ``map_objects_per_matched`` the map's objects (kind object, structure aside) per
+matched true object (1.0: one map object per real object); ``map_count_exact`` the share of "how many X are
+there" answered exactly, one per category of the seen true objects; ``map_what_on_listed`` the share of "what is
+on the X" (one per support label with seen true objects on it) whose answer lists every one of them.
 """
 from __future__ import annotations
 
@@ -225,6 +228,7 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
     engine = QueryEngine(text_embedder=inf.embed_text, grounder=labeller.ground)  # the node's query service
     rules = QueryEngine(text_embedder=inf.embed_text)  # its hand-written rules alone
     g25, g50, q25, q50, r25, matched, seen = [], [], [], [], [], 0, 0
+    n_map, counts_ok, on_ok = 0, [], []
     for si in tqdm(range(n), desc="map grounding", unit="scene", disable=not progress):
         scene = ds[si]
         pipe = PerceptionPipeline(cfg, labeller)
@@ -240,6 +244,11 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
         gt_seen = [o for o in scene.objects if px.get(o.id, 0) >= MAP_MIN_PIXELS]
         seen += len(gt_seen)
         matched += len(match_objects(gt_seen, objs, 0.25).pairs) if objs else 0
+        matching = match_objects(gt_seen, [o for o in graph.objects if o.kind == "object"], 0.25)
+        n_map += sum(o.kind == "object" for o in graph.objects)
+        c_ok, o_ok = map_questions(engine, graph, gt_seen, scene.relations, matching)
+        counts_ok += c_ok
+        on_ok += o_ok
         gt_by_id = {o.id: o for o in scene.objects}
         poses = scene.poses()
         seen_ids = {o.id for o in gt_seen}
@@ -265,12 +274,58 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
                 for a, t in zip(accs, (0.25, 0.5)):
                     a.append(float(iou >= t))
     return {"map_scenes": n, "map_objects_matched_025": matched / seen if seen else float("nan"),
+            "map_objects_per_matched": n_map / matched if matched else float("nan"),
+            "map_count_exact": float(np.mean(counts_ok)) if counts_ok else float("nan"),
+            "map_count_questions": len(counts_ok),
+            "map_what_on_listed": float(np.mean(on_ok)) if on_ok else float("nan"),
+            "map_what_on_questions": len(on_ok),
             "map_grounding_acc_025": float(np.mean(g25)) if g25 else float("nan"),
             "map_grounding_acc_050": float(np.mean(g50)) if g50 else float("nan"),
             "map_grounding_expressions": len(g25),
             "map_query_engine_acc_025": float(np.mean(q25)) if q25 else float("nan"),
             "map_query_engine_acc_050": float(np.mean(q50)) if q50 else float("nan"),
             "map_query_rules_acc_025": float(np.mean(r25)) if r25 else float("nan")}
+
+
+def _plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    if noun.endswith("f"):
+        return noun[:-1] + "ves"
+    return noun + "s"
+
+
+def map_questions(engine, graph, gt_seen, gt_relations, matching) -> tuple[list[float], list[float]]:
+    """The planner questions of issue 14 over one fused map, answered by the query service ``engine``:
+    - per category of the seen true objects: "how many <category>s are there" exact (1.0) or not (0.0);
+    - per support label with seen true objects on a seen support of it: "what is on the <label>" lists every such
+      object (each matched by an answered map object at 3D IoU >= 0.25; extra answers are not penalised here)."""
+    from collections import defaultdict
+
+    counts = []
+    by_label = defaultdict(list)
+    for o in gt_seen:
+        by_label[o.label].append(o)
+    for label, objs in sorted(by_label.items()):
+        r = engine.answer(graph, f"how many {_plural(label)} are there")
+        counts.append(float(r.success and r.achievable and r.numeric == len(objs)))
+    seen_ids = {o.id: o for o in gt_seen}
+    gt_index = {o.id: i for i, o in enumerate(gt_seen)}
+    pred_of = matching.gt_to_pred()
+    preds = [o for o in graph.objects if o.kind == "object"]
+    on = defaultdict(set)
+    for r in gt_relations:
+        if r.predicate == "on" and r.subject_id in seen_ids and r.object_id in seen_ids:
+            on[seen_ids[r.object_id].label].add(r.subject_id)
+    listed = []
+    for label, subjects in sorted(on.items()):
+        r = engine.answer(graph, f"what is on the {label}")
+        answered = set(r.object_ids) if r.success and r.achievable else set()
+        listed.append(float(all(gt_index[s] in pred_of and preds[pred_of[gt_index[s]]].id in answered
+                                for s in subjects)))
+    return counts, listed
 
 
 def main(argv: list[str] | None = None) -> None:

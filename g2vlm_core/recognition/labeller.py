@@ -25,7 +25,7 @@ import numpy as np
 from ..frame import RGBDFrame
 from ..geometry.segmentation import Segment, Segmenter, pack_keys, voxel_connected_components
 from ..scene_graph import visible_box
-from .base import Instance, Recognizer
+from .base import Instance, Recognizer, project_regions
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ class KeyframeLabeller:
         masked = [i for i in instances if i.mask is not None]
         boxed = [i for i in instances if i.mask is None]
         planes = [s for s in geo if s.kind != "object"] if cfg.keep_planes else []
-        segments = self._from_masks(frame, T_world_cam, masked)
-        claimed: set[int] = set()
+        segments, ids = self._from_masks(frame, T_world_cam, masked)
+        claimed = self._claimed_by_masks(frame, T_world_cam, ids, planes) if masked else set()
         if boxed:
             segments += self._from_boxes(frame, T_world_cam, boxed, planes, claimed)
         filled = []
@@ -130,11 +130,12 @@ class KeyframeLabeller:
                             "proposals_kept": len(filled)}
         return segments
 
-    def _from_masks(self, frame: RGBDFrame, T: np.ndarray, instances: list[Instance]) -> list[Segment]:
-        """Segments of mask instances: ids painted in order (a later instance wins a shared pixel), points from the
-        segmenter's strided grid, largest 3D component (segments_from_instances)."""
+    def _from_masks(self, frame: RGBDFrame, T: np.ndarray, instances: list[Instance]
+                    ) -> tuple[list[Segment], np.ndarray | None]:
+        """Segments of mask instances and the (H, W) id image painted from their masks (a later instance wins a
+        shared pixel); points from the segmenter's strided grid, largest 3D component (segments_from_instances)."""
         if not instances:
-            return []
+            return [], None
         ids = np.zeros(frame.depth_m.shape, dtype=np.int32)
         for k, inst in enumerate(instances, start=1):
             ids[inst.mask] = k
@@ -146,7 +147,20 @@ class KeyframeLabeller:
             inst = instances[s.instance_id - 1]
             s.label_scores = dict(inst.label_scores) if inst.label else None
             _whole_box(s, inst.box_faces)
-        return segs
+        return segs, ids
+
+    def _claimed_by_masks(self, frame: RGBDFrame, T: np.ndarray, ids: np.ndarray, planes: list[Segment]) -> set[int]:
+        """Indices of the support planes whose points mostly (claim_support_fraction) project onto instance masks:
+        a table's top the recognizer segmented with the table is not a second object."""
+        out = set()
+        for j, pl in enumerate(planes):
+            if pl.kind != "support":
+                continue
+            reg = project_regions([pl], ids.shape, frame.intrinsics.K, T)
+            hit = ids[reg > 0]
+            if hit.size and (hit > 0).mean() >= self.config.claim_support_fraction:
+                out.add(j)
+        return out
 
     def _from_boxes(self, frame: RGBDFrame, T: np.ndarray, instances: list[Instance], planes: list[Segment],
                     claimed: set[int]) -> list[Segment]:

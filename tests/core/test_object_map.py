@@ -422,3 +422,26 @@ def test_fragments_whose_whole_object_boxes_nest_merge():
 def test_amodal_estimate_budget_must_be_positive():
     with pytest.raises(ValueError, match="max_amodal_estimates"):
         ObjectMapConfig(max_amodal_estimates=0)
+
+
+def _box_points(box: Box3D, n: int = 400, seed: int = 0) -> np.ndarray:
+    return box.center + (np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 3)) * box.size) @ box.rotation.T
+
+
+@pytest.mark.parametrize("gap, rests", [(0.08, True), (-0.03, True), (0.3, False)])
+def test_objects_rest_on_their_support_in_snapshots(gap, rests):
+    """A mug whose seen points stop 8 cm above a table top (its bottom occluded) or dip 3 cm into it rests on it;
+    one 30 cm above does not (it floats on a shelf we have not seen)."""
+    from g2vlm_core.predicates import holds
+    table = Box3D([0.0, 0.0, 0.375], [1.2, 0.8, 0.75], 0.2)
+    mug = Box3D([0.1, 0.05, 0.75 + gap + 0.05], [0.08, 0.08, 0.1], 0.0)
+    m = ObjectMap(ObjectMapConfig(amodal_boxes=False))
+    for _ in range(2):
+        m.update([Segment(_box_points(table), np.full((400, 3), 0.5), label="table", label_score=0.9),
+                  Segment(_box_points(mug, 200, 1), np.full((200, 3), 0.9), label="mug", label_score=0.9)], 0.0)
+    g = m.snapshot()
+    t, u = (next(o for o in g.objects if o.label == lab) for lab in ("table", "mug"))
+    assert holds("on", u.box, t.box) == rests
+    top = u.box.center[2] + u.box.size[2] / 2
+    assert top == pytest.approx(mug.center[2] + 0.05, abs=0.02)  # the top face stays where it was seen
+    assert t.box.center[2] - t.box.size[2] / 2 == pytest.approx(0.0, abs=0.02)  # the table is not moved

@@ -253,3 +253,25 @@ def test_recognizer_factory_rejects_unknown_names():
     with pytest.raises(ValueError, match="needs a model checkpoint"):
         make_labeller("g2vlm", Segmenter(), model_checkpoint="none")
     assert base.EXTRAS["coco"] == "coco"
+
+
+def _graph_without_stamps(pipe) -> dict:
+    d = pipe.snapshot().to_dict()
+    d.pop("sequence")
+    return d
+
+
+@needs_coco
+def test_two_runs_on_the_same_real_frames_give_identical_graphs(real_data_dir):
+    from g2vlm_core.eval.real_recognition import load_sequences
+    from g2vlm_core.recognition.factory import make_labeller
+    seq = load_sequences(real_data_dir, json.loads((real_data_dir / "annotations.json").read_text()),
+                         "3dmatch_seq01_5")[0]
+    graphs = []
+    for _ in range(2):
+        cfg = PipelineConfig(keyframe_every_n=1)
+        pipe = PerceptionPipeline(cfg, make_labeller("coco", Segmenter(cfg.segmenter), model_checkpoint="none"))
+        for f in seq.frames:
+            pipe.process(f)
+        graphs.append(_graph_without_stamps(pipe))
+    assert graphs[0]["objects"] and graphs[0] == graphs[1]
