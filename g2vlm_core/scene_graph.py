@@ -71,9 +71,12 @@ class Box3D:
         return cls(d["center"], d["size"], d.get("yaw", 0.0))
 
 
-def gravity_box(points: np.ndarray, yaw_about_z: bool = True) -> Box3D:
+def gravity_box(points: np.ndarray, yaw_about_z: bool = True, axis_aligned_tolerance: float = 0.0) -> Box3D:
     """Box around points (N, 3): z extent from the points, yaw from the minimal-area rectangle of the xy
     footprint (rotating calipers over the convex hull edges), yaw normalised to [-pi/4, pi/4).
+    ``axis_aligned_tolerance``: the axis-aligned box (yaw 0) is kept when its footprint is at most this fraction
+    larger than the minimal one (partial, noisy views of furniture standing square to the room otherwise get
+    boxes turned by tens of degrees).
 
     Written by hand: neither scipy nor Open3D has a 2D minimal-area rectangle (Open3D's oriented box is 3D and
     not gravity-aligned). With ``yaw_about_z`` False, or a degenerate footprint, the box is axis-aligned.
@@ -94,6 +97,10 @@ def gravity_box(points: np.ndarray, yaw_about_z: bool = True) -> Box3D:
     v = -hull[None, :, 0] * s[:, None] + hull[None, :, 1] * c[:, None]
     area = (u.max(1) - u.min(1)) * (v.max(1) - v.min(1))
     best = int(np.argmin(area))
+    if axis_aligned_tolerance > 0:
+        aa = float(np.prod(xy.max(axis=0) - xy.min(axis=0)))
+        if aa <= (1.0 + axis_aligned_tolerance) * area[best]:
+            return Box3D.from_points(p)
     yaw = float(angles[best])
     umin, umax, vmin, vmax = u[best].min(), u[best].max(), v[best].min(), v[best].max()
     su, sv = umax - umin, vmax - vmin

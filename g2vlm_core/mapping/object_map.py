@@ -73,10 +73,20 @@ class ObjectMapConfig:
     # weighted median per face, in the axes of the points' box) where those extend beyond the seen points
     max_amodal_estimates: int = 32  # latest whole-object estimates kept per object
     up_axis: str | None = "+z"  # world up; '+z'/'-z' give yaw boxes, other axes or None axis-aligned boxes
+    axis_aligned_tolerance: float = 0.15  # boxes stay square to the map axes unless turning them shrinks the
+    # footprint by more than this fraction (scene_graph.gravity_box)
+    support_top_tol_m: float = 0.1  # a support plane this close to a named object's box top is that object's top
+    fragment_inside: float = 0.6  # a tentative object (fewer than min_observations) without a confident label whose
+    # box lies this much inside a confirmed object's is part of it (0 disables)
+    fragment_max_label_confidence: float = 0.5  # ... "confident": its best label's votes per observation
+    conflict_min_overlap: float = 0.6  # a segment whose label the object never got (and vice versa) needs this
+    # much overlap to associate with it: a cup standing on a table touches the table's voxels but is not the table
     unknown_label: str = "object"  # label of objects that never received one ...
     support_label: str = "surface"  # ... and of unlabelled support objects (table tops found as planes)
     max_label_candidates: int = 5  # label candidates kept in snapshots
-    publish_min_observations: int = 1  # snapshots list objects observed at least this many times
+    publish_min_observations: int = 1  # snapshots list objects observed at least this many times ...
+    publish_unnamed_min_observations: int = 2  # ... and objects no recognizer named (geometric clusters, table
+    # tops) at least this many: one view of an unnamed cluster is mostly a piece of something else
     relation_min_confidence: float = 0.5  # relations below this confidence are left out of snapshots
     support_snap_m: float = 0.12  # an object whose bottom floats up to this far above the top of an object (or
     # structure) under its footprint centre rests on it: its box reaches down to that top in snapshots, as a seen
@@ -260,6 +270,14 @@ def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, deltas: np.ndarray)
     return float(hit.mean())
 
 
+def _labels_conflict(seg: Segment, o: "_Object") -> bool:
+    """Both labelled, and neither label among the other's candidates."""
+    seg_labels = set(seg.label_scores or ()) | ({seg.label} if seg.label else set())
+    if not seg_labels or not o.label_votes:
+        return False
+    return not (seg_labels & set(o.label_votes))
+
+
 def _snap_to_supports(objs: list[SceneObject], snap_m: float, sink_m: float) -> None:
     """Rest objects on what supports them (see ObjectMapConfig.support_snap_m): each non-structure object whose
     footprint centre lies over the top of another object's box, with its bottom between ``snap_m`` above and
@@ -427,7 +445,9 @@ class ObjectMap:
         cfg = self.config
         with self._lock:
             objs = [self._scene_object(o) for o in sorted(self._objects.values(), key=lambda o: o.id)
-                    if o.observations >= cfg.publish_min_observations]
+                    if o.observations >= cfg.publish_min_observations and (
+                        o.kind == "structure" or o.top_label() is not None
+                        or o.observations >= cfg.publish_unnamed_min_observations)]
             self._sequence += 1
             present = {o.id for o in objs}
             deleted = sorted({i for i in self._deleted_pending if i not in present})
@@ -584,7 +604,7 @@ class ObjectMap:
                 o_coarse = o.coarse(cfg.assoc_voxel_m)
                 overlap = max(_near_fraction(s_coarse, o_coarse, offsets),
                               _near_fraction(o_coarse, s_coarse, offsets))
-                if overlap < cfg.min_overlap:
+                if overlap < (cfg.conflict_min_overlap if _labels_conflict(seg, o) else cfg.min_overlap):
                     continue
                 app = self._appearance(s_color, emb, o)
                 if app is None:
@@ -680,43 +700,81 @@ class ObjectMap:
             touch &= dirty[:, None] | dirty[None, :]
             for a, b in zip(*np.nonzero(np.triu(touch, 1))):
                 oa, ob = objs[a], objs[b]
-                if oa.kind != ob.kind or (oa.id, ob.id) in failed or (
-                        oa.kind == "structure" and oa.top_label() != ob.top_label()):
+                if (oa.id, ob.id) in failed:
                     continue
-                ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
-                small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
-                ea, eb = oa.embedding(), ob.embedding()
-                if oa.kind == "structure":
-                    if self._coplanar(oa, ob.points()):
-                        keep, drop = (oa, ob) if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else (ob, oa)
-                        keep.absorb(drop, cfg.max_voxels_per_object)
-                        self._delete(drop.id)
-                        merged.append((drop.id, keep.id))
-                        failed = {p for p in failed if keep.id not in p}
-                        changed = True
-                        break
+                absorber = self._merge_target(oa, ob, bounds[a], bounds[b], offsets)
+                if absorber is None:
                     failed.add((oa.id, ob.id))
                     continue
-                overlapping = _near_fraction(small, big, offsets) >= cfg.merge_overlap or (
-                    cfg.same_label_box_overlap > 0 and oa.top_label() is not None
-                    and oa.top_label() == ob.top_label()
-                    and _box_inside_fraction(bounds[a], bounds[b]) >= cfg.same_label_box_overlap)
-                if not overlapping or (
-                        ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos):
-                    failed.add((oa.id, ob.id))
-                    continue
-                # The better-established object keeps its id (more observations, then the older id).
-                keep, drop = (oa, ob) if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else (ob, oa)
-                keep.absorb(drop, cfg.max_voxels_per_object)
-                self._delete(drop.id)
-                merged.append((drop.id, keep.id))
-                failed = {p for p in failed if keep.id not in p}
-                log.debug("merged object %d into %d", drop.id, keep.id)
+                keep, drop = (oa, ob) if absorber is oa else (ob, oa)
+                removed = self._absorb(keep, drop)
+                merged.append((removed, keep.id))
+                failed = {p for p in failed if keep.id not in p and removed not in p}
+                log.debug("merged object %d into %d", removed, keep.id)
                 changed = True
                 break
         for o in self._objects.values():
             o.dirty = False
         return merged
+
+    def _merge_target(self, oa: _Object, ob: _Object, box_a, box_b, offsets) -> _Object | None:
+        """Which of two objects absorbs the other, or None when they stay apart:
+        - structure of one label in one plane (views of one floor or wall);
+        - objects (or supports) whose coarse voxels overlap (merge_overlap), or a model gave one label and their
+          boxes nest (same_label_box_overlap: a lamp's shade and base), unless their embeddings disagree; the
+          better-established one absorbs (more observations);
+        - a support plane that is the top of a named object (centre over its footprint, height at its top);
+        - a tentative fragment (one view, no confident label) mostly inside a confirmed object's box (a chair's leg
+          the model called something else, a cluster on the far side of a bed)."""
+        cfg = self.config
+        if oa.kind == ob.kind == "structure":
+            return oa if oa.top_label() == ob.top_label() and self._coplanar(oa, ob.points()) else None
+        if "structure" in (oa.kind, ob.kind):
+            return None
+        if oa.kind != ob.kind:
+            sup, obj = (oa, ob) if oa.kind == "support" else (ob, oa)
+            s_box, o_box = (box_a, box_b) if sup is oa else (box_b, box_a)
+            c = sup.centroid()
+            top = o_box[1][2]
+            if obj.top_label() is not None and np.all(c[:2] >= o_box[0][:2]) and np.all(c[:2] <= o_box[1][:2]) \
+                    and top - cfg.support_top_tol_m <= c[2] <= top + cfg.support_top_tol_m:
+                return obj
+            return None
+        ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
+        small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
+        ea, eb = oa.embedding(), ob.embedding()
+        overlapping = _near_fraction(small, big, offsets) >= cfg.merge_overlap or (
+            cfg.same_label_box_overlap > 0 and oa.top_label() is not None and oa.top_label() == ob.top_label()
+            and _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap)
+        if overlapping and not (ea is not None and eb is not None and ea.shape == eb.shape
+                                and ea @ eb < cfg.min_embedding_cos):
+            return oa if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else ob
+        if cfg.fragment_inside > 0:
+            for frag, host, f_box, h_box in ((oa, ob, box_a, box_b), (ob, oa, box_b, box_a)):
+                if frag.observations < cfg.min_observations <= host.observations and \
+                        self._label_confidence(frag) < cfg.fragment_max_label_confidence and \
+                        _box_inside_fraction(f_box, h_box) >= cfg.fragment_inside and \
+                        np.prod(f_box[1] - f_box[0]) < np.prod(h_box[1] - h_box[0]):
+                    return host
+        return None
+
+    @staticmethod
+    def _label_confidence(o: _Object) -> float:
+        return max(o.label_votes.values(), default=0.0) / max(o.observations, 1)
+
+    def _absorb(self, keep: _Object, drop: _Object) -> int:
+        """``keep`` absorbs ``drop``; the merged object carries the older (smaller) of the two ids. Returns the id
+        that is gone (reported in deleted_ids)."""
+        keep.absorb(drop, self.config.max_voxels_per_object)
+        del self._objects[drop.id]
+        if drop.id < keep.id:
+            del self._objects[keep.id]
+            keep.id, gone = drop.id, keep.id
+            self._objects[keep.id] = keep
+        else:
+            gone = drop.id
+        self._deleted_pending.append(gone)
+        return gone
 
     def _prune(self) -> list[int]:
         cfg = self.config
@@ -736,7 +794,8 @@ class ObjectMap:
 
     def _box(self, o: _Object) -> Box3D:
         if "box" not in o._cache:
-            box = gravity_box(o.points(), yaw_about_z=self.config.up_axis in ("+z", "-z"))
+            box = gravity_box(o.points(), yaw_about_z=self.config.up_axis in ("+z", "-z"),
+                              axis_aligned_tolerance=self.config.axis_aligned_tolerance)
             if self.config.amodal_boxes and o.amodal:
                 box = _extend_box(box, o.amodal)
             o._cache["box"] = box

@@ -85,12 +85,12 @@ def test_view_dependent_relations_are_local_unless_disabled():
     vp = Viewpoint(np.array([-3.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]))
     key = lambda rels: {(r.subject_id, r.predicate, r.object_id, r.reference_frame, round(r.confidence, 9))
                         for r in rels}
-    m_all = ObjectMap(ObjectMapConfig(relation_max_gap_m=None))
+    m_all = ObjectMap(ObjectMapConfig(relation_max_gap_m=None, publish_unnamed_min_observations=1))
     m_all.update(segs, 0.0)
     g = m_all.snapshot(vp)
     boxes = [o.box for o in g.objects]
     assert key(g.relations) == key(compute_relations([o.id for o in g.objects], boxes, vp))
-    m = ObjectMap(ObjectMapConfig(relation_max_gap_m=1.0))
+    m = ObjectMap(ObjectMapConfig(relation_max_gap_m=1.0, publish_unnamed_min_observations=1))
     ids = m.update(segs, 0.0).created
     local = m.snapshot(vp).relations
     view_dep = ("left_of", "right_of", "in_front_of", "behind")
@@ -170,7 +170,7 @@ def test_ratio_rule_prunes_rarely_seen_objects():
 
 
 def test_fragments_merge_into_one_object():
-    m = ObjectMap(ObjectMapConfig(merge_every=1))
+    m = ObjectMap(ObjectMapConfig(merge_every=1, publish_unnamed_min_observations=1))
     full = _blob([0.0, 0.0, 0.1], n=400, size=0.2, color=(0.9, 0.9, 0.1))
     left = Segment(full.points_world[:250], full.colors[:250])
     right = Segment(full.points_world[150:], full.colors[150:])
@@ -247,7 +247,7 @@ def test_partial_views_associate_and_far_segments_do_not():
 
 
 def test_ids_are_never_reused():
-    m = ObjectMap(ObjectMapConfig(min_observations=2, prune_after_frames=2))
+    m = ObjectMap(ObjectMapConfig(min_observations=2, prune_after_frames=2, publish_unnamed_min_observations=1))
     seen = set()
     for k in range(6):
         r = m.update([_blob([3.0 * k, 0, 0.1], seed=k)], float(k))  # a new, never re-seen object per frame
@@ -340,7 +340,7 @@ def test_save_load_round_trip(frames, geometric_segments):
 
 
 def test_unknown_up_axis_gives_axis_aligned_boxes_and_gravity_free_relations():
-    m = ObjectMap(ObjectMapConfig(up_axis=None))
+    m = ObjectMap(ObjectMapConfig(up_axis=None, publish_unnamed_min_observations=1))
     m.update([_blob([0, 0, 0.1], size=0.2), _blob([0, 0, 0.3], size=0.2, seed=1, color=(1, 0, 0))], 0.0)
     g = m.snapshot(Viewpoint(np.array([2.0, 0, 0]), np.array([-1.0, 0, 0])))
     assert all(o.box.yaw == 0.0 for o in g.objects)
