@@ -47,6 +47,8 @@ class RealConfig:
     datasets: tuple[str, ...] = ("../shared/data/real/3dmatch_seq01_5",
                                  "../shared/data/real/icl_nuim_livingroom1_5")  # folders open_dataset reads
     max_frames: int = 0  # frames per dataset (0 = all)
+    annotations: str = "../shared/data/real"  # folder with annotations.json (hand-made boxes of the real frames)
+    recognizers: tuple[str, ...] = ("coco", "g2vlm")  # backends measured on the annotations (recognition rows)
 
 
 @dataclass(frozen=True)

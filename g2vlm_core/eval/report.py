@@ -105,6 +105,29 @@ def _real_table(results: dict) -> list[str]:
     return lines
 
 
+def _recognition_table(results: dict) -> list[str]:
+    """Per backend and annotated sequence: 2D detection, and for posed sequences the fused map's objects."""
+    lines = ["Recognition on the hand-made annotations of the real frames (`python -m g2vlm_core.eval.real_recognition"
+             " --backend NAME`; its docstring defines every column): 2D recall / precision at IoU >= 0.5 with the "
+             "right category per frame; for posed sequences the share of annotated instances of categories the "
+             "backend covers found in the fused map (box contains the centroid within 0.15 m, label matches), map "
+             "objects whose label names nothing annotated, map objects at no annotated instance, and map objects "
+             "per annotated instance.", "",
+             "| backend | sequence | 2D recall | 2D precision | ms / frame | found in map | wrong label | unmatched "
+             "| objects / instance |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results.get("recognition", []):
+        if r.get("status") == "not run":
+            lines.append(f"| {r['backend']} | not run: {r['reason']} | | | | | | | |")
+            continue
+        for name, s in r["sequences"].items():
+            d, m = s["detection"], s.get("map")
+            cells = [_fmt(d["recall"], 2), _fmt(d["precision"], 2), _fmt(d["ms_per_frame"], 0)]
+            cells += ([f"{m['found']}/{m['covered']} = {_fmt(m['found_share'], 2)}", _fmt(m['wrong_label_share'], 2),
+                       _fmt(m['unmatched_share'], 2), _fmt(m['objects_per_instance'], 2)] if m else ["-"] * 4)
+            lines.append(f"| {r['backend']} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(results: dict, figures: dict[str, str], command: str) -> str:
     """The report text; every number in it also sits in the JSON file."""
     meta, cfg = results["meta"], results["config"]
@@ -154,6 +177,8 @@ def markdown(results: dict, figures: dict[str, str], command: str) -> str:
                 "3DMatch: Zeng et al., CVPR 2017.", ""] + _real_table(results) + [""]
     else:
         out += ["No real datasets were evaluated in this run.", ""]
+    if results.get("recognition"):
+        out += ["### Recognition", ""] + _recognition_table(results) + [""]
     if figures:
         out += ["## Figures", ""]
         for title, rel in figures.items():

@@ -217,6 +217,24 @@ def run_real(study: StudyConfig, progress: bool = True) -> tuple[list[dict], dic
     return rows, clouds
 
 
+def run_real_recognition(study: StudyConfig, progress: bool = True) -> list[dict]:
+    """Recognition rows on the annotated real frames, one per backend (eval.real_recognition); a backend that
+    cannot be built here (its extra missing) is reported as not run with the reason."""
+    from ..recognition.base import RecognizerError
+    from .real_recognition import evaluate_backend
+
+    folder = study.resolve(study.real.annotations)
+    if not (folder / "annotations.json").is_file():
+        return []
+    out = []
+    for backend in study.real.recognizers:
+        try:
+            out.append(evaluate_backend(backend, folder, progress=progress))
+        except (RecognizerError, ImportError, ValueError, FileNotFoundError) as e:
+            out.append({"backend": backend, "status": "not run", "reason": str(e)})
+    return out
+
+
 def _unit_values(outcome: VariantOutcome, metric: str, scenes: list[str], unit: str) -> np.ndarray:
     """Values of one metric per resampling unit, averaged over the variant's seeds (NaN where missing)."""
     per_seed = []
@@ -289,9 +307,10 @@ def run_study(study: StudyConfig, skip_learned: bool = False, only: str = "all",
     synth = {"scenes": [], "tracking": {}, "figure_clouds": {}}
     if only in ("all", "synthetic"):
         synth = run_synthetic(study, outcomes, runners, progress)
-    real_rows, real_clouds = ([], {})
+    real_rows, real_clouds, recognition = ([], {}, [])
     if only in ("all", "real"):
         real_rows, real_clouds = run_real(study, progress)
+        recognition = run_real_recognition(study, progress)
     summary = summarize(study, outcomes, synth["scenes"])
     tracking = synth["tracking"]
     b = study.bootstrap
@@ -318,5 +337,6 @@ def run_study(study: StudyConfig, skip_learned: bool = False, only: str = "all",
                      "tracked_fraction_mean": float(np.mean([t["n_tracked"] / max(t["n_frames"], 1)
                                                             for t in tracking.values()])) if tracking else None},
         "real": real_rows,
+        "recognition": recognition,
         "_clouds": {"synthetic": synth["figure_clouds"], "real": real_clouds},  # not serialised: figures only
     }
