@@ -11,7 +11,8 @@ from .scene_graph import SceneGraph
 def render_map_png(points: np.ndarray, colors: np.ndarray | None, graph: SceneGraph, path: str | Path,
                    title: str = "", max_points: int = 60000, highlight_ids: tuple[int, ...] = ()) -> Path:
     """Write a two-panel PNG: top view (x-y) and side view (x-z) of ``points`` (N, 3) with ``colors`` (N, 3) in
-    [0, 1], each object's box outline and ``label #id``; ``highlight_ids`` are drawn thicker in red."""
+    [0, 1], each object's box outline and ``label #id`` (structure only when highlighted); ``highlight_ids`` are
+    drawn thicker in red."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,6 +33,8 @@ def render_map_png(points: np.ndarray, colors: np.ndarray | None, graph: SceneGr
         for o in graph.objects:
             corners = o.box.corners()
             hot = o.id in highlight_ids
+            if o.kind == "structure" and not hot:
+                continue  # floor, walls, ceiling: the cloud shows them; boxes and labels would hide the objects
             if (i, j) == (0, 1):
                 ring = corners[[0, 2, 6, 4, 0]][:, [0, 1]]  # bottom face, in order around the footprint
             else:
