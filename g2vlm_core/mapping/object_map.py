@@ -58,10 +58,13 @@ class ObjectMapConfig:
     structure_plane_m: float = 0.06  # this angle, and the median distance of one's points to the other's plane
     merge_every: int = 5  # look for duplicate objects every this many updates (0 disables merging)
     merge_overlap: float = 0.5  # merge when this fraction of the smaller object's coarse voxels overlaps the other
-    same_label_box_overlap: float = 0.5  # also merge two objects a model gave the same label when this fraction of
+    same_label_box_overlap: float = 0.3  # also merge two objects a model gave the same label when this fraction of
     # the smaller one's axis-aligned box (with amodal_boxes: reaching out to the model's whole-object estimates)
     # lies inside the other's: views of a large object from different sides, or parts of one object the model
     # saw apart (a lamp's shade and base), share few surface voxels, but their boxes nest (0 disables)
+    nested_ignores_embedding: bool = True  # same-label objects whose boxes nest merge even when their embeddings
+    # disagree (a model embeds a part of an object unlike the whole: on 20 validation scenes of the synthetic set,
+    # map objects per matched true object 2.41 -> 2.26, exact counts 0.48 -> 0.53, objects found unchanged)
     min_observations: int = 2  # transient rule: objects observed in fewer frames than this are deleted ...
     prune_after_frames: int = 5  # ... once they have been expected in view for this many frames
     min_observation_ratio: float = 0.0  # delete objects observed in fewer than this fraction of the frames they
@@ -76,8 +79,9 @@ class ObjectMapConfig:
     axis_aligned_tolerance: float = 0.15  # boxes stay square to the map axes unless turning them shrinks the
     # footprint by more than this fraction (scene_graph.gravity_box)
     support_top_tol_m: float = 0.1  # a support plane this close to a named object's box top is that object's top
-    fragment_inside: float = 0.6  # a tentative object (fewer than min_observations) without a confident label whose
-    # box lies this much inside a confirmed object's is part of it (0 disables)
+    fragment_inside: float = 0.0  # a tentative object (fewer than min_observations) without a confident label whose
+    # box lies this much inside a confirmed object's is part of it (0, the default, disables it: on 20 validation
+    # scenes it lost more true objects than fragments it removed)
     fragment_max_label_confidence: float = 0.5  # ... "confident": its best label's votes per observation
     conflict_min_overlap: float = 0.6  # a segment whose label the object never got (and vice versa) needs this
     # much overlap to associate with it: a cup standing on a table touches the table's voxels but is not the table
@@ -743,11 +747,11 @@ class ObjectMap:
         ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
         small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
         ea, eb = oa.embedding(), ob.embedding()
-        overlapping = _near_fraction(small, big, offsets) >= cfg.merge_overlap or (
-            cfg.same_label_box_overlap > 0 and oa.top_label() is not None and oa.top_label() == ob.top_label()
-            and _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap)
-        if overlapping and not (ea is not None and eb is not None and ea.shape == eb.shape
-                                and ea @ eb < cfg.min_embedding_cos):
+        nested = cfg.same_label_box_overlap > 0 and oa.top_label() is not None and \
+            oa.top_label() == ob.top_label() and _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap
+        agree = not (ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos)
+        if (nested and (agree or cfg.nested_ignores_embedding)) or (
+                agree and _near_fraction(small, big, offsets) >= cfg.merge_overlap):
             return oa if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else ob
         if cfg.fragment_inside > 0:
             for frag, host, f_box, h_box in ((oa, ob, box_a, box_b), (ob, oa, box_b, box_a)):

