@@ -137,7 +137,9 @@ def synthetic_map(n_objects: int, seed: int = 0) -> tuple[ObjectMap, list[Segmen
     def blob(c, col):
         return Segment(c + rng.uniform(-0.1, 0.1, (300, 3)), np.tile(col, (300, 1)))
 
-    m = ObjectMap(ObjectMapConfig(merge_every=5, prune_after_frames=10**9))
+    # every object published (unnamed blobs seen once would not be: publish_unnamed_min_observations), so the
+    # snapshot and relation cost of all n objects is what is measured
+    m = ObjectMap(ObjectMapConfig(merge_every=5, prune_after_frames=10**9, publish_unnamed_min_observations=1))
     for start in range(0, n_objects, 50):
         m.update([blob(centres[k], colours[k]) for k in range(start, min(start + 50, n_objects))], 0.0)
     assert len(m) == n_objects, len(m)
