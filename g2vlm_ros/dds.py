@@ -21,4 +21,5 @@ def use_local_dds() -> None:
     if SHM_PROFILE.is_file() and not (os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
                                       or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")):
         fast_dds_2 = distro in ("humble", "iron")
-        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE" if fast_dds_2 else "FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
+        name = "FASTRTPS_DEFAULT_PROFILES_FILE" if fast_dds_2 else "FASTDDS_DEFAULT_PROFILES_FILE"
+        os.environ[name] = str(SHM_PROFILE)

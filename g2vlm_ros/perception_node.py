@@ -27,6 +27,7 @@ from visualization_msgs.msg import MarkerArray
 from g2vlm_core.geometry.fusion import FusionConfig
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.recognition.factory import make_labeller
+from g2vlm_core.recognition.g2vlm import resolve_checkpoint
 from g2vlm_core.recognition.labeller import KeyframeLabeller
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
 from g2vlm_core.geometry.segmentation import Segmenter
@@ -147,14 +148,14 @@ def require_cuda(torch_needed: bool) -> None:
     missing = []
     if not o3c.cuda.is_available():
         built = getattr(o3d, "_build_config", {}).get("BUILD_CUDA_MODULE", False)
-        missing.append(f"Open3D {o3d.__version__} (fusion) " + ("sees no CUDA device" if built else
-                                                                "was built without CUDA"))
+        why = "sees no CUDA device" if built else "was built without CUDA"
+        missing.append(f"Open3D {o3d.__version__} (fusion) {why}")
     if torch_needed:
         import torch
 
         if not torch.cuda.is_available():
-            missing.append(f"torch {torch.__version__} (the model) " + ("is a CPU-only build" if torch.version.cuda is None
-                                                                        else "sees no CUDA device"))
+            why = "is a CPU-only build" if torch.version.cuda is None else "sees no CUDA device"
+            missing.append(f"torch {torch.__version__} (the model) {why}")
     if missing:
         raise ParameterError(f"parameter device='cuda' cannot be met: {'; '.join(missing)}. Use device:=auto (CUDA "
                              "where available, else the CPU) or device:=cpu; for CUDA builds see the README, "
@@ -165,8 +166,9 @@ class PerceptionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("g2vlm_perception", **kwargs)
         self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
-        if self.cfg.device == "cuda":
-            require_cuda(torch_needed=resolve_checkpoint(self.cfg.model_checkpoint) is not None)
+        if self.cfg.device == "cuda":  # torch runs the hf recognizer and the G2VLM model (recognizer or reasoner)
+            require_cuda(torch_needed=self.cfg.recognizer == "hf" or (
+                self.cfg.recognizer != "none" and resolve_checkpoint(self.cfg.model_checkpoint) is not None))
         pipeline_cfg = self.cfg.pipeline_config()
         labeller = self._load_labeller(pipeline_cfg)
         self.pipeline = PerceptionPipeline(pipeline_cfg, labeller, on_keyframe=lambda graph: self._publish_graph())

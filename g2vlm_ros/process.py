@@ -69,7 +69,8 @@ def spin_node(make_node: Callable, num_threads: int, args=None) -> int:
     """rclpy.init, build the node, spin it (one thread: SingleThreadedExecutor, else a MultiThreadedExecutor of
     ``num_threads``) until SIGINT or SIGTERM, then call its ``shutdown()`` (if it has one) and clean up; returns the
     process exit status. SIGTERM (systemd, docker stop, launch) ends the node like Ctrl-C, and the signals that follow
-    are ignored (StopSignals), so shutdown work such as saving the map always completes (only SIGKILL ends it). A parameter the node refuses is logged as one error line, exit status 2, no traceback."""
+    are ignored (StopSignals), so shutdown work such as saving the map always completes (only SIGKILL ends it).
+    A parameter the node refuses is logged as one error line, exit status 2, no traceback."""
     signals = StopSignals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None

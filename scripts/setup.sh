@@ -13,7 +13,7 @@
 #
 # Environment:
 #   G2VLM_VENV           venv folder (default: .venv in the repository)
-#   G2VLM_TORCH          pip requirement for torch (default: torch==2.13.0, the CPU build; e.g. a CUDA build on a GPU box)
+#   G2VLM_TORCH          pip requirement for torch (default: torch==2.13.0, the CPU build; a CUDA build on a GPU box)
 #   G2VLM_ROS2_UPSTREAM  folder of the upstream ROS 2 tool wheels (default: ../shared/ros2-upstream beside the checkout)
 #   PYTHON               interpreter that creates the venv (default: python3, must be 3.11 for the Kilted wheels)
 set -euo pipefail
@@ -40,15 +40,17 @@ inputs_hash() {
 }
 
 if [ "${1:-}" = "--if-needed" ]; then
+  # the checkout this venv was set up from: the stamp's, else (set up before stamps) the editable install's
+  owner=$(head -n1 "$STAMP" 2>/dev/null || cat "$VENV"/lib/python3*/site-packages/__editable__.g2vlm-*.pth 2>/dev/null \
+          | head -n1 || true)
+  if [ -n "$owner" ] && [ "$owner" != "$ROOT" ]; then
+    # its editable install runs that checkout's sources: re-pointing it must be a deliberate `make setup`
+    echo "note: $VENV was set up from $owner, not $ROOT; left as it is (run make setup to change that)"
+    exit 0
+  fi
   if [ -f "$STAMP" ]; then
-    { read -r stamp_root; read -r stamp_hash; } <"$STAMP"
-    if [ "$stamp_root" != "$ROOT" ]; then
-      # the editable install points at that checkout: re-pointing it must be a deliberate `make setup`
-      echo "note: $VENV was set up from $stamp_root, not $ROOT; left as it is (run make setup to change that)"
-      exit 0
-    fi
-    [ "$stamp_hash" = "$(inputs_hash)" ] && exit 0
-    echo "setup inputs changed since the last setup of $VENV: running scripts/setup.sh"
+    [ "$(sed -n 2p "$STAMP")" = "$(inputs_hash)" ] && exit 0
+    echo "what setup reads has changed since the last setup of $VENV: running scripts/setup.sh"
   else
     echo "first use: setting up $VENV (scripts/setup.sh; a few minutes, once)"
   fi
@@ -62,7 +64,8 @@ build_cmake_package() {  # SRC BUILD_DIR [extra cmake arguments...]
   mkdir -p "$build"
   cmake -S "$src" -B "$build" -DBUILD_TESTING=OFF -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$PY" "$@" >"$build.log" 2>&1 || { tail -40 "$build.log" >&2; exit 1; }
-  { cmake --build "$build" -j2 && cmake --install "$build"; } >>"$build.log" 2>&1 || { tail -40 "$build.log" >&2; exit 1; }
+  { cmake --build "$build" -j2 && cmake --install "$build"; } >>"$build.log" 2>&1 \
+    || { tail -40 "$build.log" >&2; exit 1; }
   echo "built $(basename "$src") (log: $build.log)"
 }
 
@@ -159,16 +162,17 @@ if [ -d "$UPSTREAM/wheels" ]; then
     echo "up to date ($UPSTREAM)"
   fi
 else
-  echo "absent ($UPSTREAM): no ros2 command here; the tests that need it are skipped (README: 'ROS 2 command-line tools')"
+  echo "absent ($UPSTREAM): no ros2 command; the tests that need it are skipped (README: 'ROS 2 command-line tools')"
 fi
 
 step "lay the package out the way colcon installs it: ament index, share/g2vlm_ros, lib/g2vlm_ros"
 # The rosidl step above wrote the ament index entry and share/g2vlm_ros/package.xml (ament_package). As with
 # `colcon build --symlink-install`, the files of launch/ and config/ link to this checkout's: edits apply without a
 # rebuild, like the editable Python install (files, not the folders: ros2 launch walks the share folder without
-# following folder links; a new file is linked by the next setup, which --if-needed runs when the file list changes). The executables (the extension-less files in scripts/, which CMakeLists.txt installs
-# on a distro) get the venv's Python in their shebang, as colcon writes one for Python packages, so `ros2 run`
-# and launch_ros start them in this venv whatever `python3` PATH finds.
+# following folder links; a new file is linked by the next setup, which --if-needed runs when the file list
+# changes). The executables (the extension-less files in scripts/, which CMakeLists.txt installs on a distro) get
+# the venv's Python in their shebang, as colcon writes one for Python packages, so `ros2 run` and launch_ros start
+# them in this venv whatever `python3` PATH finds.
 share="$VENV/share/g2vlm_ros"
 lib="$VENV/lib/g2vlm_ros"
 [ -f "$VENV/share/ament_index/resource_index/packages/g2vlm_ros" ] && [ -f "$share/package.xml" ] \

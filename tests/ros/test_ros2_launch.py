@@ -89,7 +89,8 @@ class Launched:
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
             "model_checkpoint": "none", "save_on_shutdown": True, "map_dir": str(self.map_dir), "cloud_period_s": 0.5,
             "keyframe_every_n": 2, "sensor_reliable": True}}}))
-        args = [f"namespace:={NS}", f"params_file:={params}", "device:=cpu", *(f"{k}:={v}" for k, v in CAMERA.items())]
+        args = [f"namespace:={NS}", f"params_file:={params}", "device:=cpu", "recognizer:=none",
+                *(f"{k}:={v}" for k, v in CAMERA.items())]
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(["ros2", "launch", "g2vlm_ros", "perception.launch.py", *args], env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -209,15 +210,12 @@ def _loaded(map_dir: Path) -> PerceptionPipeline:
 def test_signals_during_shutdown_never_stop_the_save(first, ros_node, tmp_path):
     """One stop signal, then SIGINT and SIGTERM every 10 ms while the node shuts down: exit 0 and the map saved."""
     map_dir = tmp_path / "map"
-    proc = NodeProcess("g2vlm_ros.perception_node", ["-p", "model_checkpoint:=none", "-p", "save_on_shutdown:=true",
-                                                     "-p", "sensor_reliable:=true",
-                                                     "-p", f"map_dir:={map_dir}", "-p", f"rgb_topic:={CAMERA['rgb_topic']}",
-                                                     "-p", f"depth_topic:={CAMERA['depth_topic']}",
-                                                     "-p", f"camera_info_topic:={CAMERA['camera_info_topic']}",
-                                                     "-p", f"pose_topic:={CAMERA['pose_topic']}"])
+    params = {"recognizer": "none", "save_on_shutdown": "true", "sensor_reliable": "true", "map_dir": map_dir, **CAMERA}
+    proc = NodeProcess("g2vlm_ros.perception_node", [a for k, v in params.items() for a in ("-p", f"{k}:={v}")])
     try:
         node, ex = ros_node
-        assert all(p.frame_id in ("fused", "keyframe") for p in _publish_frames(node, ex, _scene_frames(3), "/processed"))
+        processed = _publish_frames(node, ex, _scene_frames(3), "/processed")
+        assert all(p.frame_id in ("fused", "keyframe") for p in processed), [p.frame_id for p in processed]
         proc.proc.send_signal(first)
         end = time.monotonic() + 5.0
         burst = 0
