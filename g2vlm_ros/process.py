@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Callable
 
 import rclpy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from g2vlm_ros.params import ParameterError
 
@@ -26,9 +26,9 @@ class StopSignals:
 
     The first is recorded, not raised, and from then on both are ignored (SIG_IGN: Python's own finalization keeps
     that, where it would put a default handler back). Python's default SIGINT handler raises KeyboardInterrupt
-    wherever the main thread is, and Ctrl-C under `ros2 launch` delivers several (the terminal's to the whole process
-    group, the one launch forwards, then launch's SIGTERM): one landed inside shutdown, at the worker join, and the
-    map was never saved. rclpy's own handlers are left out (rclpy.init with SignalHandlerOptions.NO) because they
+    wherever the main thread is, and a node under `ros2 launch` gets several: a terminal's Ctrl-C goes to the whole
+    process group (launch and the node), an impatient user presses it twice, and launch sends SIGTERM to a node still
+    busy after sigterm_timeout; one landed inside shutdown, at the worker join, and the map was never saved. rclpy's own handlers are left out (rclpy.init with SignalHandlerOptions.NO) because they
     shut the context down at the first signal, and then the node could no longer log to /rosout or publish while it
     saves; instead the signal's byte on Python's wakeup fd wakes the executor, whose wait holds the main thread in C
     where no Python handler runs. SIGKILL (launch's last resort) still ends the process."""

@@ -58,11 +58,15 @@ def ros_env() -> dict:
     return child_env()
 
 
-@pytest.fixture
-def user_env() -> dict:
+def user_environment() -> dict:
     """A child process's environment (this run's DDS settings, the source tree first on the path) in the activated
     project venv: what `ros2 launch` / `ros2 run` / `ros2 service call` see in a user's terminal."""
     return {**child_env(), **activated_env()}
+
+
+@pytest.fixture
+def user_env() -> dict:
+    return user_environment()
 
 
 @pytest.fixture

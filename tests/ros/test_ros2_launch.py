@@ -26,7 +26,7 @@ from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
 from g2vlm_ros.perception_node import OUTPUT_TOPICS, SERVICES
 from g2vlm_ros.qos import LATCHED, RELIABLE
 
-from .conftest import NodeProcess, require_ros2_tool, spin_until
+from .conftest import NodeProcess, require_ros2_tool, spin_until, user_environment
 
 NS = "g2vlm_launch_test"
 NODE = "g2vlm_perception"
@@ -41,7 +41,7 @@ DISCOVERY = ("--no-daemon", "--spin-time", "5")
 
 
 def _ros2(env: dict, *args: str, timeout_s: float = 120.0) -> str:
-    """One ros2 CLI command (no daemon: nothing left running after the test); its output, or a failure naming it."""
+    """One ros2 CLI command in ``env``: its output, or a test failure naming the command."""
     r = subprocess.run(["ros2", *args], env=env, capture_output=True, text=True, timeout=timeout_s)
     assert r.returncode == 0, f"ros2 {' '.join(args)} -> exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     return r.stdout
@@ -79,9 +79,7 @@ class Launched:
     own process group as a terminal runs it, with save_on_shutdown and a map_dir under tmp."""
 
     def __init__(self, tmp: Path):
-        from .conftest import activated_env, child_env
-
-        self.env = {**child_env(), **activated_env()}
+        self.env = user_environment()
         self.map_dir = tmp / "map"
         self.log = tmp / "launch.log"
         self.fed = False  # frames sent (the map has something to save)
