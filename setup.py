@@ -16,8 +16,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["g2vlm_core", "g2vlm_core.*", "g2vlm_ros", "g2vlm_ros.*"]),
     package_data={"g2vlm_core": ["**/*.md", "**/*.yaml", "**/*.json", "**/*.safetensors"]},
-    data_files=[("share/g2vlm_ros/launch", ["launch/perception.launch.py"]),
-                ("share/g2vlm_ros/config", ["config/perception.yaml"])],
+    # No data_files: share/g2vlm_ros (launch, config) and lib/g2vlm_ros are laid out by scripts/setup.sh in the venv
+    # and by CMakeLists.txt on a distro; an editable install would drop them anyway.
     # Pure-Python dependencies; torch, open3d and the ROS 2 wheels are pinned in requirements.txt.
     install_requires=["numpy", "scipy", "pyyaml", "tqdm"],
     # Recognizer backends (g2vlm_core/recognition): coco = pretrained COCO detector + ImageNet classifier shipped by

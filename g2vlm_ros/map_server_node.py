@@ -6,6 +6,7 @@ Like nav2's map_server for occupancy maps: a planner can work on a map recorded 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,9 @@ class MapServerNode(Node):
         return resp
 
 
-def main(args=None) -> None:
-    spin_node(MapServerNode, num_threads=2, args=args)
+def main(args=None) -> int:
+    return spin_node(MapServerNode, num_threads=2, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,10 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 
+class ParameterError(ValueError):
+    """A parameter value the node refuses, with the reason: the node's process logs it and exits (no traceback)."""
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
@@ -37,7 +41,7 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
 def declare_and_read(node: Node, specs: tuple[ParamSpec, ...], config_cls):
     """Declare every spec on ``node`` and return ``config_cls(**values)``.
 
-    Raises ValueError naming the parameter when a value is outside its range or choices (rclpy itself rejects
+    Raises ParameterError naming the parameter when a value is outside its range or choices (rclpy itself rejects
     out-of-range numbers and wrong types at declaration with its own exception, which names the parameter too).
     """
     values: dict[str, Any] = {}
@@ -45,9 +49,9 @@ def declare_and_read(node: Node, specs: tuple[ParamSpec, ...], config_cls):
         values[spec.name] = node.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
         v = values[spec.name]
         if spec.choices and v not in spec.choices:
-            raise ValueError(f"parameter {spec.name}={v!r} is invalid: expected one of {', '.join(spec.choices)}")
+            raise ParameterError(f"parameter {spec.name}={v!r} is invalid: expected one of {', '.join(spec.choices)}")
         if spec.min is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and \
                 not (spec.min <= v <= spec.max):
-            raise ValueError(f"parameter {spec.name}={v} is outside [{spec.min}, {spec.max}]")
+            raise ParameterError(f"parameter {spec.name}={v} is outside [{spec.min}, {spec.max}]")
     names = {f.name for f in dataclasses.fields(config_cls)}
     return config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names})

@@ -6,6 +6,7 @@ SpatialQuery / reset / save_map / load_map services. All the work is g2vlm_core.
 from __future__ import annotations
 
 import resource
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -26,6 +27,7 @@ from visualization_msgs.msg import MarkerArray
 from g2vlm_core.geometry.fusion import FusionConfig
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.recognition.factory import make_labeller
+from g2vlm_core.recognition.g2vlm import resolve_checkpoint
 from g2vlm_core.recognition.labeller import KeyframeLabeller
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
 from g2vlm_core.geometry.segmentation import Segmenter
@@ -34,7 +36,7 @@ from g2vlm_core.language.query import QueryConfig, QueryEngine
 from g2vlm_ros import conversions as cv
 from g2vlm_ros.markers import scene_graph_markers
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
-from g2vlm_ros.params import ParamSpec, declare_and_read
+from g2vlm_ros.params import ParameterError, ParamSpec, declare_and_read
 from g2vlm_ros.process import spin_node
 from g2vlm_ros.qos import LATCHED, RELIABLE, sensor_qos
 from g2vlm_ros.query_service import QueryService
@@ -137,10 +139,36 @@ class NoCameraInfo(LookupError):
     pass
 
 
+def require_cuda(torch_needed: bool) -> None:
+    """device 'cuda' without CUDA is refused before anything loads, naming what lacks it, instead of failing deep
+    inside Open3D or torch; 'auto' is the fall-back (CUDA where there is one, else the CPU)."""
+    import open3d as o3d
+    import open3d.core as o3c
+
+    missing = []
+    if not o3c.cuda.is_available():
+        built = getattr(o3d, "_build_config", {}).get("BUILD_CUDA_MODULE", False)
+        why = "sees no CUDA device" if built else "was built without CUDA"
+        missing.append(f"Open3D {o3d.__version__} (fusion) {why}")
+    if torch_needed:
+        import torch
+
+        if not torch.cuda.is_available():
+            why = "is a CPU-only build" if torch.version.cuda is None else "sees no CUDA device"
+            missing.append(f"torch {torch.__version__} (the model) {why}")
+    if missing:
+        raise ParameterError(f"parameter device='cuda' cannot be met: {'; '.join(missing)}. Use device:=auto (CUDA "
+                             "where available, else the CPU) or device:=cpu; for CUDA builds see the README, "
+                             "'GPU or Jetson'")
+
+
 class PerceptionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("g2vlm_perception", **kwargs)
         self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
+        if self.cfg.device == "cuda":  # torch runs the hf recognizer and the G2VLM model (recognizer or reasoner)
+            require_cuda(torch_needed=self.cfg.recognizer == "hf" or (
+                self.cfg.recognizer != "none" and resolve_checkpoint(self.cfg.model_checkpoint) is not None))
         pipeline_cfg = self.cfg.pipeline_config()
         labeller = self._load_labeller(pipeline_cfg)
         self.pipeline = PerceptionPipeline(pipeline_cfg, labeller, on_keyframe=lambda graph: self._publish_graph())
@@ -429,13 +457,13 @@ class PerceptionNode(Node):
             self.get_logger().info(f"map saved on shutdown: {ply}, {graph}")
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     # One executor thread: every callback only stores its message (the worker thread and the keyframe thread do the
     # work), and rclpy's MultiThreadedExecutor busy-loops in Python over ready callbacks it may not run yet, which
     # took the GIL from them: benchmarks/bench_node.py (640x480, 2-core CPU) 9.8 fused frames/s with 4 executor
     # threads, 30.9 with one, same run conditions.
-    spin_node(PerceptionNode, num_threads=1, args=args)
+    return spin_node(PerceptionNode, num_threads=1, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

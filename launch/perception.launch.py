@@ -1,8 +1,9 @@
 """Start the g2vlm perception node: ros2 launch g2vlm_ros perception.launch.py [arg:=value ...]
 
 Arguments: params_file, namespace, device (auto|cpu|cuda), pose_source (topic|tf|odometry), recognizer
-(coco|hf|g2vlm|none), the camera topics
-(rgb_topic, depth_topic, camera_info_topic, pose_topic) and use_sim_time (true for bag replay with --clock).
+(coco|hf|g2vlm|none), the camera topics (rgb_topic, depth_topic, camera_info_topic, pose_topic), use_sim_time
+(true for bag replay with --clock) and shutdown_timeout. Only launch / launch_ros APIs that Humble, Jazzy and Kilted
+share.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -33,6 +34,10 @@ def generate_launch_description():
         DeclareLaunchArgument("pose_topic", default_value="/camera/pose",
                               description="PoseStamped of the camera optical frame in the map frame"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Use /clock (bag replay)"),
+        DeclareLaunchArgument("shutdown_timeout", default_value="30",
+                              description="Seconds the node has after Ctrl-C to finish (its map saved, with "
+                                          "save_on_shutdown) before launch sends SIGTERM, which it ignores by then; "
+                                          "launch's SIGKILL follows 5 s later"),
     ]
     node = Node(
         package="g2vlm_ros",
@@ -41,6 +46,8 @@ def generate_launch_description():
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
+        # launch's defaults (SIGTERM 5 s after SIGINT, SIGKILL 5 s later) could kill a node still saving a large map
+        sigterm_timeout=LaunchConfiguration("shutdown_timeout"),
         parameters=[
             LaunchConfiguration("params_file"),
             {"device": LaunchConfiguration("device"), "pose_source": LaunchConfiguration("pose_source"),

@@ -15,6 +15,8 @@ from g2vlm_core.geometry.camera import CameraIntrinsics
 from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation
 from g2vlm_ros import conversions as cv
 
+from .conftest import require_ros2_tool
+
 RNG = np.random.default_rng(0)
 
 
@@ -263,8 +265,9 @@ def test_xyz_to_pointcloud2_rejects_bad_shapes():
         cv.xyz_to_pointcloud2(np.zeros((4, 3)), np.zeros((3, 3)))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sensor_msgs_py") is None, reason="sensor_msgs_py needs a ROS 2 distro")
 def test_agrees_with_sensor_msgs_py():
+    """Hand-made clouds; tests/ros/test_ros2_launch.py compares the node's real `cloud` output too."""
+    require_ros2_tool("sensor_msgs_py")
     from sensor_msgs_py import point_cloud2 as pc2
 
     pts = RNG.normal(size=(50, 3)).astype(np.float32)

@@ -1,10 +1,11 @@
-"""launch/perception.launch.py: statically (launch is not pip-installable) and for real where launch_ros exists;
-plus the node's declared parameters and real topics, which the static checks compare against."""
+"""launch/perception.launch.py: statically, and for real through launch's API (tests/ros/test_ros2_launch.py runs the
+`ros2 launch` command); plus the node's declared parameters and real topics, which the static checks compare against."""
 from __future__ import annotations
 
 import ast
 import importlib.util
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import rclpy
 import yaml
 
 from g2vlm_ros.perception_node import INPUT_TOPICS, OUTPUT_TOPICS, PARAMS, SERVICES, PerceptionNode
+
+from .conftest import activated_env, child_env, require_ros2_tool
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch" / "perception.launch.py"
@@ -116,19 +119,36 @@ def test_invalid_parameter_values_are_rejected_with_a_reason(arg, match):
         rclpy.shutdown(context=ctx)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros needs a ROS 2 distro")
-def test_launch_file_runs_for_real():
+def test_launch_file_runs_for_real(monkeypatch):
+    """The launch file through launch's own API, in this process, with its default params_file (found in the installed
+    share folder): the node comes up, and launch's shutdown (SIGINT to it) ends it with exit status 0."""
+    require_ros2_tool("launch_ros")
     import launch
+    from launch.actions import EmitEvent, RegisterEventHandler
+    from launch.event_handlers import OnProcessExit, OnProcessIO
+    from launch.events import Shutdown
 
+    for k, v in {**activated_env(), "PYTHONPATH": child_env()["PYTHONPATH"]}.items():
+        monkeypatch.setenv(k, v)  # the user's environment: AMENT_PREFIX_PATH from the venv's activate hook
     spec = importlib.util.spec_from_file_location("perception_launch", LAUNCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     ld = mod.generate_launch_description()
-    ls = launch.LaunchService()
-    ls.include_launch_description(ld)
-    import threading
+    up, exits = [], []
 
-    t = threading.Timer(15.0, ls.shutdown)
-    t.start()
-    assert ls.run() == 0
-    t.cancel()
+    def on_output(event):
+        if b"listening on" in event.text and not up:
+            up.append(True)
+            return EmitEvent(event=Shutdown(reason="the node is up"))
+    ld.add_action(RegisterEventHandler(OnProcessIO(on_stdout=on_output, on_stderr=on_output)))
+    ld.add_action(RegisterEventHandler(OnProcessExit(on_exit=lambda event, context: exits.append(event.returncode))))
+    ls = launch.LaunchService(argv=["device:=cpu"])
+    ls.include_launch_description(ld)
+    timer = threading.Timer(300.0, ls.shutdown)  # start-up loads torch, Open3D and the model: slow on a busy machine
+    timer.start()
+    try:
+        assert ls.run() == 0
+    finally:
+        timer.cancel()
+    assert up, "the node never logged 'listening on' (stopped after 300 s)"
+    assert exits == [0]
