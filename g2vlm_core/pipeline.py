@@ -19,7 +19,9 @@ import numpy as np
 from .geometry.camera import GeometryError, check_rigid
 from .geometry.fusion import FusionConfig, TSDFFusion
 from .mapping.object_map import ObjectMap, ObjectMapConfig
-from .geometry.odometry import RGBDTracker
+from .geometry.gravity import GravityCheck, zup_rotation
+from .geometry.odometry import ModelTracker, ModelTrackerConfig
+from .keyframes import Candidate, KeyframeScheduler, SurfaceCoverage
 from .predicates import Viewpoint
 from .scene_graph import SceneGraph
 from .geometry.segmentation import Segment, Segmenter, SegmenterConfig
@@ -37,19 +39,31 @@ class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     object_map: ObjectMapConfig = field(default_factory=ObjectMapConfig)
     pose_source: str = "given"  # "given": frames carry T_world_cam (TF / pose topic); "odometry": RGB-D odometry
-    keyframe_every_n: int = 5  # a frame is a keyframe at least every n fused frames ...
-    keyframe_translation_m: float = 0.15  # ... or when the camera moved this far since the last keyframe ...
+    keyframe_every_n: int = 5  # a frame is a keyframe candidate at least every n fused frames ...
+    keyframe_translation_m: float = 0.15  # ... or when the camera moved this far since the last candidate ...
     keyframe_rotation_deg: float = 15.0  # ... or turned this much
-    async_keyframes: bool = False  # keyframe work (model / segmentation, object map) on its own thread so fusion keeps
-    # the frame rate; a keyframe arriving while one is in progress replaces the waiting one (counted as dropped)
+    async_keyframes: bool = False  # keyframe work (recognition, segmentation, object map) on its own thread so fusion
+    # keeps the frame rate; candidates then wait in a pool and the thread takes the one that adds most (see
+    # keyframes.KeyframeScheduler). Inline (False), every candidate is a keyframe, in order (deterministic).
+    keyframe_min_novelty: float = 0.1  # async: a candidate is skipped ("recognised") when less than this share of
+    # the surface it sees (TSDF blocks) has been seen by fewer than keyframe_confirm_views selected keyframes
+    keyframe_confirm_views: int = 2  # surface counts as recognised once this many keyframes saw it (the object map
+    # confirms an object on its second observation)
+    keyframe_pool: int = 4  # async: candidates waiting while recognition is busy; on overflow the least novel goes
+    keyframe_refresh_s: float = 5.0  # async: with nothing new in view, still one keyframe this often (stamp time)
+    up_axis: str = "+z"  # the up axis of the frame the given poses are in; they are rotated into a z-up map
+    # (geometry.gravity.zup_rotation) since the scene graph, boxes and predicates assume z-up
     map_frame: str = "map"  # frame of the fused map and the scene graph
     camera_frame: str = "camera"  # reference frame named by view-dependent relations
 
     def __post_init__(self) -> None:
         if self.pose_source not in POSE_SOURCES:
             raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
+        zup_rotation(self.up_axis)  # ValueError names the allowed axes
         if self.keyframe_every_n < 1:
             raise ValueError(f"keyframe_every_n must be >= 1, got {self.keyframe_every_n}")
+        if not 0.0 <= self.keyframe_min_novelty <= 1.0 or self.keyframe_confirm_views < 1 or self.keyframe_pool < 1:
+            raise ValueError("keyframe_min_novelty must be in [0, 1], keyframe_confirm_views and keyframe_pool >= 1")
 
 
 @dataclass
@@ -70,26 +84,38 @@ class PerceptionPipeline:
     """Thread-safe: ``process`` runs in one worker thread while ``snapshot`` / ``point_cloud`` / ``save`` may be
     called from others (queries, publishers, services). With ``async_keyframes`` keyframes are handled on a
     thread of the pipeline's own; ``on_keyframe(graph)`` is called with each new scene graph (on that thread),
-    ``wait_idle()`` waits for queued keyframe work and ``close()`` stops the thread."""
+    ``wait_idle()`` waits for queued keyframe work and ``close()`` stops the thread.
+
+    Keyframe bookkeeping: ``keyframes_offered`` candidates, ``keyframes_selected`` handed to the labeller,
+    ``keyframes`` done (``keyframes_labelled`` by the labeller, the rest by geometry; ``keyframes_failed`` raised),
+    ``keyframes_skipped`` by reason; ``recognition_latency_ms``
+    holds, per keyframe, the time from the frame's arrival to its objects in the scene graph (after
+    ``on_keyframe`` returned)."""
 
     def __init__(self, config: PipelineConfig | None = None, labeller: Labeller | None = None,
                  on_keyframe: Callable[[SceneGraph], None] | None = None) -> None:
         self.config = config or PipelineConfig()
+        c = self.config
         self.labeller = labeller
         self.on_keyframe = on_keyframe
-        self.fusion = TSDFFusion(self.config.fusion)
-        self.segmenter = Segmenter(self.config.segmenter)
-        self.objects = ObjectMap(self.config.object_map)
-        self.tracker = RGBDTracker() if self.config.pose_source == "odometry" else None
+        self.fusion = TSDFFusion(c.fusion)
+        self.segmenter = Segmenter(c.segmenter)
+        self.objects = ObjectMap(c.object_map)
+        self.tracker = ModelTracker(self.fusion, ModelTrackerConfig(depth_min_m=c.fusion.depth_min_m,
+                                                                    depth_max_m=c.fusion.depth_max_m)
+                                    ) if c.pose_source == "odometry" else None
         self.skipped: collections.Counter[str] = collections.Counter()
         self.frames_fused = 0
         self.keyframes = 0
-        self.keyframes_dropped = 0
         self.keyframes_failed = 0  # keyframes whose recognizer raised (skipped; the frame itself was fused)
+        self.keyframes_labelled = 0  # keyframes the labeller labelled (the others fell back to geometry)
+        self.scheduler = KeyframeScheduler(c.keyframe_min_novelty, c.keyframe_confirm_views, c.keyframe_pool,
+                                           c.keyframe_refresh_s)
+        self.recognition_latency_ms: collections.deque[float] = collections.deque(maxlen=500)
+        self.keyframe_ms: collections.deque[float] = collections.deque(maxlen=500)
         self._lock = threading.RLock()  # frame state and fusion
         self._key_lock = threading.RLock()  # segmenter, labeller, object map
         self._key_cond = threading.Condition()
-        self._key_pending: tuple | None = None
         self._key_busy = False
         self._key_thread: threading.Thread | None = None
         self._closing = False
@@ -97,7 +123,26 @@ class PerceptionPipeline:
         self._last_key_pose: np.ndarray | None = None
         self._since_key = 0
         self.last_pose: np.ndarray | None = None
-        self._graph = SceneGraph(frame_id=self.config.map_frame)
+        self._graph = SceneGraph(frame_id=c.map_frame)
+        self.T_zup_input = zup_rotation(c.up_axis)  # given poses -> the z-up map
+        self.gravity = GravityCheck(to_input=self.T_zup_input[:3, :3].T)
+
+    @property
+    def keyframes_offered(self) -> int:
+        return self.scheduler.offered
+
+    @property
+    def keyframes_selected(self) -> int:
+        return self.scheduler.selected
+
+    @property
+    def keyframes_skipped(self) -> collections.Counter:
+        return self.scheduler.skipped
+
+    @property
+    def keyframes_dropped(self) -> int:
+        """Candidates not selected, whatever the reason (see ``keyframes_skipped``)."""
+        return sum(self.scheduler.skipped.values())
 
     # --------------------------------------------------------------------------------------------- frames
     def _skip(self, reason: str, detail: str = "") -> FrameReport:
@@ -113,9 +158,13 @@ class PerceptionPipeline:
         angle = np.degrees(np.arccos(np.clip((np.trace(rel[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
         return bool(np.linalg.norm(rel[:3, 3]) >= c.keyframe_translation_m or angle >= c.keyframe_rotation_deg)
 
-    def process(self, frame: RGBDFrame) -> FrameReport:
-        """Fuse one frame (and, on keyframes, update the objects). Never raises for bad data: see ``skipped``."""
+    def process(self, frame: RGBDFrame, t_received: float | None = None) -> FrameReport:
+        """Fuse one frame (and, on keyframe candidates, offer it for keyframe work). Never raises for bad data: see
+        ``skipped``. ``t_received``: ``time.monotonic()`` when the frame arrived (default: now), the start of its
+        recognition latency. ``timings_ms`` of the report: validate, track, fusion_prepare, fusion_open3d,
+        keyframe (inline work or offering the candidate), total."""
         t0 = time.perf_counter()
+        t_received = time.monotonic() if t_received is None else t_received
         timings: dict[str, float] = {}
         with self._lock:
             try:
@@ -127,41 +176,50 @@ class PerceptionPipeline:
             if self._last_stamp is not None and frame.stamp_s < self._last_stamp:
                 return self._skip("stamp_backwards", f"{frame.stamp_s} < {self._last_stamp}")
             if self.tracker is not None:
+                t1 = time.perf_counter()
                 tr = self.tracker.track(frame)
+                timings["track"] = (time.perf_counter() - t1) * 1e3
                 if not tr.success:
-                    return self._skip("tracking_failed", tr.failure_reason)
+                    return self._skip("tracking_lost", tr.failure_reason)
                 T = tr.T_world_cam
             else:
                 if frame.T_world_cam is None:
                     return self._skip("missing_pose")
                 try:
-                    T = check_rigid(frame.T_world_cam, "T_world_cam")
+                    T = self.T_zup_input @ check_rigid(frame.T_world_cam, "T_world_cam")
                 except GeometryError as e:
                     return self._skip("non_rigid_pose", str(e))
-            before = collections.Counter(self.fusion.skipped)
-            fused = self.fusion.integrate(frame, T)
-            timings["fusion"] = (time.perf_counter() - t0) * 1e3
-            if not fused:  # TSDFFusion counts skips by reason: the one that just grew is this frame's
-                grown = [k for k, v in self.fusion.skipped.items() if v > before.get(k, 0)]
-                return self._skip(grown[0] if grown else "fusion_rejected")
+            timings["validate"] = (time.perf_counter() - t0) * 1e3 - timings.get("track", 0.0)
+            fused = self.fusion.integrate(frame, T, checked=True)
+            if not fused:
+                return self._skip(self.fusion.last_skip_reason or "fusion_rejected")
+            timings["fusion_prepare"] = self.fusion.last_timings_ms["prepare"]
+            timings["fusion_open3d"] = self.fusion.last_timings_ms["open3d"]
             self._last_stamp = frame.stamp_s
             self.last_pose = T
             self.frames_fused += 1
             self._since_key += 1
             report = FrameReport(True, T_world_cam=T, timings_ms=timings)
             if self._is_keyframe(T):
+                t2 = time.perf_counter()
                 self._last_key_pose, self._since_key = T, 0
                 report.keyframe = True
+                cand = Candidate(frame, T, self.fusion.last_block_keys(), t_received)
                 if self.config.async_keyframes:
-                    self._queue_keyframe(frame, T)
+                    self._offer(cand)
                 else:
-                    timings.update(self._keyframe(frame, T))
+                    with self._key_cond:
+                        self.scheduler.offered += 1
+                        self.scheduler.mark_selected(cand)
+                    timings.update(self._keyframe(cand))
+                timings["keyframe"] = (time.perf_counter() - t2) * 1e3
             timings["total"] = (time.perf_counter() - t0) * 1e3
             return report
 
     # --------------------------------------------------------------------------------------------- keyframes
-    def _keyframe(self, frame: RGBDFrame, T: np.ndarray) -> dict[str, float]:
+    def _keyframe(self, cand: Candidate) -> dict[str, float]:
         """Segments (from the labeller, else geometry) -> object map -> a new scene graph; returns timings (ms)."""
+        frame, T = cand.frame, cand.T_world_cam
         with self._key_lock:
             t1 = time.perf_counter()
             try:
@@ -171,22 +229,25 @@ class PerceptionPipeline:
                 log.warning("keyframe at t=%.3f skipped: the recognizer failed (%r); %d keyframes failed so far",
                             frame.stamp_s, e, self.keyframes_failed)
                 return {"segmentation": (time.perf_counter() - t1) * 1e3}
+            self.keyframes_labelled += segments is not None
             if segments is None:
                 segments = self.segmenter.segment_frame(frame, T)
             t2 = time.perf_counter()
             self.objects.update(segments, frame.stamp_s, T, frame.intrinsics)
             self._graph = graph = self.objects.snapshot(self.viewpoint(), self.config.map_frame)
             self.keyframes += 1
+            if not self.gravity.decided:
+                self.gravity.observe(frame.depth_m, frame.intrinsics, T)
             t3 = time.perf_counter()
         if self.on_keyframe is not None:
             self.on_keyframe(graph)
+        self.recognition_latency_ms.append((time.monotonic() - cand.t_received) * 1e3)
+        self.keyframe_ms.append((time.perf_counter() - t1) * 1e3)
         return {"segmentation": (t2 - t1) * 1e3, "object_map": (t3 - t2) * 1e3}
 
-    def _queue_keyframe(self, frame: RGBDFrame, T: np.ndarray) -> None:
+    def _offer(self, cand: Candidate) -> None:
         with self._key_cond:
-            if self._key_pending is not None:
-                self.keyframes_dropped += 1  # the thread is still busy: the newer keyframe replaces it
-            self._key_pending = (frame, T)
+            self.scheduler.offer(cand)
             if self._key_thread is None:
                 self._key_thread = threading.Thread(target=self._keyframe_loop, name="g2vlm_keyframes", daemon=True)
                 self._key_thread.start()
@@ -195,15 +256,20 @@ class PerceptionPipeline:
     def _keyframe_loop(self) -> None:
         while True:
             with self._key_cond:
-                while self._key_pending is None and not self._closing:
+                cand = None
+                while not self._closing:
+                    cand = self.scheduler.select()
+                    if cand is not None:
+                        break
                     self._key_cond.wait()
-                if self._closing:
+                if cand is None:
                     return
-                item, self._key_pending, self._key_busy = self._key_pending, None, True
+                self._key_busy = True
             try:
-                self._keyframe(*item)
+                self._keyframe(cand)
             except Exception:  # one bad keyframe must not end keyframe processing for the run
                 log.exception("keyframe failed")
+                self.keyframes_failed += 1
                 self.skipped["keyframe_error"] += 1
             finally:
                 with self._key_cond:
@@ -211,12 +277,12 @@ class PerceptionPipeline:
                     self._key_cond.notify_all()
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
-        """Wait until no keyframe is queued or being processed; False on timeout."""
+        """Wait until no keyframe candidate is pending or being processed; False on timeout."""
         with self._key_cond:
-            return self._key_cond.wait_for(lambda: self._key_pending is None and not self._key_busy, timeout_s)
+            return self._key_cond.wait_for(lambda: not self.scheduler.pending and not self._key_busy, timeout_s)
 
     def close(self) -> None:
-        """Stop the keyframe thread (a queued keyframe is finished first)."""
+        """Stop the keyframe thread (pending candidates are handled first, by the usual selection)."""
         self.wait_idle()
         with self._key_cond:
             self._closing = True
@@ -247,7 +313,8 @@ class PerceptionPipeline:
 
     def reset(self) -> None:
         with self._key_cond:
-            self._key_pending = None
+            self.scheduler.clear()
+            self.scheduler.coverage = SurfaceCoverage()
         with self._lock, self._key_lock:
             self.fusion.reset()
             self.objects.reset()
@@ -256,6 +323,7 @@ class PerceptionPipeline:
                 self.tracker.reset()
             self._last_stamp = self._last_key_pose = self.last_pose = None
             self._since_key = 0
+            self.gravity = GravityCheck(to_input=self.T_zup_input[:3, :3].T)
             self._graph = self.objects.snapshot(None, self.config.map_frame)
 
     def save(self, directory: str | Path) -> tuple[Path, Path]:

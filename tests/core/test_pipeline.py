@@ -1,10 +1,12 @@
-"""PerceptionPipeline: skip reasons that never touch the map, keyframe cadence, save/load, async keyframes."""
+"""PerceptionPipeline: skip reasons that never touch the map, keyframe cadence, save/load, keyframe selection."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from g2vlm_core.frame import RGBDFrame
+from g2vlm_core.geometry.camera import CameraIntrinsics
+from g2vlm_core.keyframes import Candidate, KeyframeScheduler
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
 from g2vlm_core.scene_graph import Box3D
 
@@ -79,7 +81,9 @@ def test_async_keyframes_match_inline_ones(frames):
     every2 = dict(keyframe_every_n=2, keyframe_translation_m=100.0, keyframe_rotation_deg=360.0)
     inline = PerceptionPipeline(PipelineConfig(**every2))
     graphs = []
-    threaded = PerceptionPipeline(PipelineConfig(**every2, async_keyframes=True), on_keyframe=graphs.append)
+    # min novelty 0: every candidate is taken when the thread is idle, as inline
+    threaded = PerceptionPipeline(PipelineConfig(**every2, async_keyframes=True, keyframe_min_novelty=0.0),
+                                  on_keyframe=graphs.append)
     for f in frames:
         inline.process(f)
         threaded.process(f)
@@ -90,22 +94,57 @@ def test_async_keyframes_match_inline_ones(frames):
     a = sorted(np.round(o.box.center, 3).tolist() for o in inline.snapshot().objects)
     b = sorted(np.round(o.box.center, 3).tolist() for o in threaded.snapshot().objects)
     assert a == b
+    assert len(threaded.recognition_latency_ms) == 3 and min(threaded.recognition_latency_ms) > 0
 
 
-def test_async_keyframes_drop_the_older_waiting_one_when_busy(frames):
+def test_busy_recognition_selects_candidates_by_what_they_add(frames):
+    """While the labeller is busy, candidates wait; then the new view is taken before repeats of a view already
+    recognised, repeats beyond confirm_views are skipped as "recognised", and every selected keyframe is done."""
     import threading
 
     gate = threading.Event()
+    seen = []
 
     def slow_labeller(frame, T):
         gate.wait(10.0)
+        seen.append(frame.index)
         return None  # then geometric segmentation
 
-    pipe = PerceptionPipeline(PipelineConfig(keyframe_every_n=1, async_keyframes=True), labeller=slow_labeller)
-    for f in frames[:4]:
+    pipe = PerceptionPipeline(PipelineConfig(keyframe_every_n=1, async_keyframes=True, keyframe_pool=8,
+                                             keyframe_refresh_s=100.0), labeller=slow_labeller)
+    same = [_clone(frames[0], stamp_s=0.1 * i) for i in range(4)]  # the camera holds still ...
+    for i, f in enumerate(same):
+        f.index = i
         assert pipe.process(f).fused  # fusion is never held up by the blocked keyframe
+    moved = _clone(frames[5], stamp_s=0.5)  # ... then turns 120 degrees to a new view
+    moved.index = 5
+    assert pipe.process(moved).fused
     gate.set()
     assert pipe.wait_idle(30.0)
     pipe.close()
-    # frame 0 was being processed, 1 and 2 were replaced while waiting, 3 ran last
-    assert pipe.keyframes == 2 and pipe.keyframes_dropped == 2
+    # frame 0 was being labelled; of the waiting ones the new view went first, then one repeat of view 0 (its
+    # surface needs a second keyframe to be confirmed); the two other repeats added nothing
+    assert seen[:2] == [0, 5] and len(seen) == 3 and seen[2] in (1, 2, 3)
+    assert pipe.keyframes == pipe.keyframes_selected == 3
+    assert pipe.keyframes_offered == 5 and pipe.keyframes_skipped == {"recognised": 2}
+    assert len(pipe.recognition_latency_ms) == 3
+
+
+def test_scheduler_pool_overflow_and_refresh():
+    def cand(keys, stamp):
+        f = RGBDFrame(np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32),
+                      CameraIntrinsics(4, 4, 4.0, 4.0, 1.5, 1.5), stamp_s=stamp)
+        return Candidate(f, np.eye(4), np.asarray(keys, np.int64), 0.0)
+
+    s = KeyframeScheduler(min_novelty=0.5, confirm_views=1, pool=2, refresh_s=1.0)
+    s.coverage.add(np.arange(100))
+    s.offer(cand(range(100), 0.1))  # nothing new
+    s.offer(cand(range(50, 150), 0.2))  # half new
+    s.offer(cand(range(200, 300), 0.3))  # all new: the pool overflows and the one adding least goes
+    assert s.skipped == {"less_novel": 1} and [c.frame.stamp_s for c in s.pending] == [0.2, 0.3]
+    assert s.select().frame.stamp_s == 0.3  # most novel first, whatever the arrival order
+    assert s.select().frame.stamp_s == 0.2
+    s.offer(cand(range(100), 0.5))
+    assert s.select() is None and s.skipped["recognised"] == 1  # already recognised, refresh not due
+    s.offer(cand(range(100), 1.4))
+    assert s.select().frame.stamp_s == 1.4  # nothing new, but 1.1 s since the last selection: refresh
