@@ -237,7 +237,7 @@ class PerceptionPipeline:
             self._graph = graph = self.objects.snapshot(self.viewpoint(), self.config.map_frame)
             self.keyframes += 1
             if not self.gravity.decided:
-                self.gravity.observe(frame.depth_m, frame.intrinsics, T)
+                self.gravity.observe(frame, T)
             t3 = time.perf_counter()
         if self.on_keyframe is not None:
             self.on_keyframe(graph)

@@ -1,15 +1,18 @@
 """Gravity of posed RGB-D frames: the world's up direction from the cameras and the dominant horizontal plane, and
 the rigid transform that makes such a world z-up with the floor at height 0 (the map frame the scene graph and
-the predicates assume, ROS REP 103)."""
+the predicates assume, ROS REP 103); the node's up_axis rotation and its online check of the poses."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import open3d as o3d
 
 from ..frame import RGBDFrame
 from .camera import backproject, transform_points
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,3 +93,79 @@ def estimate_gravity(frames: list[RGBDFrame], max_tilt_deg: float = 25.0, stride
     if floor is not None:
         T[2, 3] = -floor
     return GravityEstimate(up, floor, support, T)
+
+
+# ------------------------------------------------------------------------------------- the map's up axis, online
+UP_AXES = {"+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0), "+y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0),
+           "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0)}
+
+
+def zup_rotation(up_axis: str) -> np.ndarray:
+    """(4, 4) rotation R taking a map whose up is ``up_axis`` to a z-up one (R @ up = +z): a quarter or half turn
+    about x or y, so the other axes keep their names as far as possible (+y up: R = Rx(+90 deg), x stays x)."""
+    if up_axis not in UP_AXES:
+        raise ValueError(f"up_axis must be one of {sorted(UP_AXES)}, got {up_axis!r}")
+    R = {"+z": np.eye(3),
+         "-z": np.diag([1.0, -1.0, -1.0]),  # half turn about x
+         "+y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),  # +90 deg about x: y -> z
+         "-y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),  # -90 deg about x: -y -> z
+         "+x": np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),  # -90 deg about y: x -> z
+         "-x": np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])}[up_axis]  # +90 deg about y
+    T = np.eye(4)
+    T[:3, :3] = R
+    return T
+
+
+def nearest_axis(v: np.ndarray) -> str:
+    """The signed axis name ("+y", ...) closest to direction ``v`` (3,)."""
+    i = int(np.argmax(np.abs(v)))
+    return ("+" if v[i] >= 0 else "-") + "xyz"[i]
+
+
+@dataclass
+class GravityCheck:
+    """Do the poses put the floor where the map's up axis says? Checked on the first keyframes, decided once.
+
+    Keyframes (in the z-up map) are collected until ``keyframes`` of them are in; ``estimate_gravity`` then gives
+    the up direction of the dominant horizontal plane the cameras see (floor or table tops). More than
+    ``tolerance_deg`` between it and +z is a mismatch, warned once in the log and kept in ``state`` / ``message``,
+    naming the axis of the input frame the floor points along (the likely ``up_axis``). With no horizontal plane
+    in view the cameras alone are too weak a cue: the check stays "unknown" and tries the next keyframes.
+    """
+
+    to_input: np.ndarray = field(default_factory=lambda: np.eye(3))  # z-up map -> the frame the poses come in
+    keyframes: int = 5
+    tolerance_deg: float = 20.0
+    max_tilt_deg: float = 50.0  # a camera looking down at a table is tilted ~35 deg; a wall ahead is then ~55 off
+    frames: list[RGBDFrame] = field(default_factory=list)
+    state: str = "unknown"  # unknown | ok | mismatch
+    angle_deg: float = float("nan")
+    message: str = "no horizontal plane seen yet"
+
+    @property
+    def decided(self) -> bool:
+        return self.state != "unknown"
+
+    def observe(self, frame: RGBDFrame, T_world_cam: np.ndarray) -> None:
+        """Add one keyframe with its pose in the z-up map."""
+        if self.decided:
+            return
+        self.frames.append(RGBDFrame(frame.rgb, frame.depth_m, frame.intrinsics, np.asarray(T_world_cam)))
+        if len(self.frames) < self.keyframes:
+            return
+        est = estimate_gravity(self.frames, max_tilt_deg=self.max_tilt_deg)
+        self.frames = []  # a later try starts from fresh keyframes
+        if est.plane_support == 0:
+            return
+        self.angle_deg = float(np.degrees(np.arccos(np.clip(est.up[2], -1.0, 1.0))))
+        if self.angle_deg <= self.tolerance_deg:
+            self.state = "ok"
+            self.message = f"the floor's normal is {self.angle_deg:.1f} deg from the map's up"
+            return
+        self.state = "mismatch"
+        axis = nearest_axis(self.to_input @ est.up)
+        self.message = (f"the poses do not match the map's up axis: the large horizontal plane the cameras see "
+                        f"(floor or table) has its normal {self.angle_deg:.0f} deg from up, along {axis} of the "
+                        f"input frame; set up_axis to {axis} if the poses are right, or fix the poses (scene-graph "
+                        f"relations such as 'on' and 'above' assume gravity along -up)")
+        log.warning("%s", self.message)

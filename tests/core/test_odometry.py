@@ -11,7 +11,8 @@ from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
 from g2vlm_core.geometry.ops import render_depth
 from g2vlm_core.geometry.metrics import absolute_trajectory_error
-from g2vlm_core.geometry.odometry import OdometryConfig, RGBDTracker, model_odometry, rgbd_odometry
+from g2vlm_core.geometry.odometry import (LEVEL_CAMERA, ModelTracker, ModelTrackerConfig, OdometryConfig,
+                                         RGBDTracker, model_odometry, rgbd_odometry)
 
 INTR = CameraIntrinsics(320, 240, 240.0, 240.0, 159.5, 119.5)
 R_LOOK_X = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # optical z along world +x
@@ -162,3 +163,100 @@ def test_config_and_mode_validation():
         OdometryConfig(method="icp")
     with pytest.raises(ValueError):
         RGBDTracker(mode="frame_to_model")  # needs a fusion
+
+
+# ------------------------------------------------------------------------------------- frame-to-model tracking
+def _unposed(f: RGBDFrame) -> RGBDFrame:
+    return RGBDFrame(f.rgb, f.depth_m, f.intrinsics, None, f.stamp_s, f.index)
+
+
+# The rendered room has one flat colour: geometry is all there is to align on (point-to-plane); the default hybrid
+# loss is for real and synthetic colour frames (eval_odometry.py).
+GEOMETRY = dict(method="point_to_plane", depth_max_m=6.0)
+
+
+def _tracked(mesh, poses, cfg=None):
+    fusion = TSDFFusion(FusionConfig(voxel_size_m=0.03, depth_max_m=6.0, device="CPU:0"))
+    tracker = ModelTracker(fusion, cfg or ModelTrackerConfig(**GEOMETRY))
+    results = []
+    for i, T in enumerate(poses):
+        f = frame_at(mesh, T, i)
+        r = tracker.track(f if i == 0 else _unposed(f))  # the first frame's pose starts the map; then none
+        if r.success:
+            fusion.integrate(f, r.T_world_cam)
+        results.append(r)
+    return tracker, fusion, results
+
+
+def test_model_tracker_follows_a_trajectory_against_the_fused_map(mesh):
+    poses = [pose(0.02 * i, 0.01 * i, 1.5, -6.0 + 1.0 * i, 0.3 * i) for i in range(15)]
+    tracker, _, results = _tracked(mesh, poses)
+    assert [r.state for r in results] == ["initialised"] + ["tracking"] * 14
+    est = np.stack([r.T_world_cam for r in results])
+    err = absolute_trajectory_error(est, np.stack(poses), align="none")
+    print(f"ModelTracker on a rendered room: drift {err.rmse * 1e3:.2f} mm rmse, max {err.max * 1e3:.2f} mm")
+    assert err.max < 0.005  # against the map, not chained: 14 frames and no drift beyond 5 mm
+    assert tracker.counts["model_views"] >= 2 and all(r.quality > 0.9 for r in results[1:])
+
+
+def test_model_tracker_goes_lost_without_guessing_and_relocalises(mesh):
+    poses = [pose(0.02 * i, 0.0, 1.5, 1.0 * i) for i in range(6)]
+    tracker, fusion, results = _tracked(mesh, poses)
+    last_good = results[-1].T_world_cam
+    blank = RGBDFrame(np.zeros(INTR.shape + (3,), np.uint8), np.zeros(INTR.shape, np.float32), INTR)
+    r = tracker.track(blank)
+    assert r.state == "lost" and not r.success and r.failure_reason.startswith("too_few_valid_depth")
+    np.testing.assert_array_equal(r.T_world_cam, last_good)  # the last good pose, never a guess
+    noise = np.random.default_rng(0).uniform(0.5, 5.0, INTR.shape).astype(np.float32)
+    r = tracker.track(RGBDFrame(np.zeros(INTR.shape + (3,), np.uint8), noise, INTR))  # no surface of this room
+    assert r.state == "lost" and tracker.lost
+    T_back = pose(0.13, 0.01, 1.5, 6.0)
+    r = tracker.track(_unposed(frame_at(mesh, T_back)))  # the camera is seen again, moved on meanwhile
+    assert r.state == "relocalised" and r.success
+    err = invert_transform(T_back) @ r.T_world_cam
+    assert np.linalg.norm(err[:3, 3]) < 0.01 and rotation_angle_deg(err[:3, :3]) < 0.5
+    assert tracker.counts["lost"] == 2 and tracker.counts["relocalised"] == 1
+
+
+def test_model_tracker_relocalises_at_a_stored_view_after_a_long_loss(mesh):
+    poses = [pose(0.02 * i, 0.0, 1.5, 2.0 * i) for i in range(16)]
+    tracker, _, _ = _tracked(mesh, poses, ModelTrackerConfig(**GEOMETRY, brief_loss_frames=3))
+    noise = np.random.default_rng(1).uniform(0.5, 5.0, INTR.shape).astype(np.float32)
+    for _ in range(5):  # lost for longer than a brief loss: any stored view may be where the camera is
+        assert tracker.track(RGBDFrame(np.zeros(INTR.shape + (3,), np.uint8), noise, INTR)).state == "lost"
+    T_start = pose(0.01, 0.0, 1.5, 1.0)  # carried back to where it began, 0.3 m and 30 deg from the last pose
+    r = tracker.track(_unposed(frame_at(mesh, T_start)))
+    assert r.state == "relocalised"
+    assert np.linalg.norm(r.T_world_cam[:3, 3] - T_start[:3, 3]) < 0.02
+
+
+def test_model_tracker_on_icl_nuim(icl):
+    fusion = TSDFFusion(FusionConfig(voxel_size_m=0.02, depth_max_m=5.0, device="CPU:0"))
+    tracker = ModelTracker(fusion)
+    est = []
+    for i, frame in enumerate(icl):
+        r = tracker.track(frame if i == 0 else _unposed(frame))
+        assert r.success, r.failure_reason
+        fusion.integrate(frame, r.T_world_cam)
+        est.append(r.T_world_cam)
+    drift = absolute_trajectory_error(np.stack(est), icl.gt_poses(), align="none")
+    print(f"ModelTracker ICL-NUIM lr1 (5 frames): drift {drift.rmse * 1e3:.2f} mm rmse, max {drift.max * 1e3:.2f} mm")
+    assert drift.rmse < 0.005
+
+
+def test_pipeline_odometry_skips_lost_frames_and_starts_level(mesh):
+    from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
+
+    pipe = PerceptionPipeline(PipelineConfig(pose_source="odometry", keyframe_every_n=100,
+                                             fusion=FusionConfig(voxel_size_m=0.03, depth_max_m=6.0,
+                                                                 raise_on_invalid=False)))
+    frames = [_unposed(frame_at(mesh, pose(0.02 * i, 0.0, 1.5, 1.0 * i), i)) for i in range(4)]
+    for i, f in enumerate(frames):
+        f.stamp_s = 0.1 * i
+    assert pipe.process(frames[0]).fused
+    np.testing.assert_allclose(pipe.last_pose, LEVEL_CAMERA)  # no pose at all: a level camera at the origin
+    blank = RGBDFrame(frames[1].rgb, np.zeros_like(frames[1].depth_m), INTR, None, 0.15)
+    report = pipe.process(blank)
+    assert not report.fused and report.skipped_reason == "tracking_lost"
+    assert pipe.process(frames[2]).fused and pipe.tracker.last.state == "relocalised"
+    assert pipe.skipped == {"tracking_lost": 1} and pipe.frames_fused == 2
