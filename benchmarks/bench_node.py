@@ -1,15 +1,25 @@
-"""Benchmark of the perception node over real DDS (prints figures; not a test).
+"""Benchmark of the perception node over real DDS, fed like a camera (prints figures; not a test).
 
-    python benchmarks/bench_node.py [--frames 300] [--width 640 --height 480] [--voxel 0.02] [--model auto]
+    python benchmarks/bench_node.py                       # 300 frames 640x480 at 30 Hz, shipped model, 2 cm
+    python benchmarks/bench_node.py --hz 0                # as fast as the node consumes (throughput)
+    python benchmarks/bench_node.py --model none --no-queries
+    python benchmarks/bench_node.py --param keyframe_every_n:=3 --param async_keyframes:=false
 
-1. makes (or reuses, under data/bench/) a synthetic scene bag of --frames frames;
-2. starts the perception node in its own process and replays the bag as fast as the node consumes it (flow
-   control: the next frame goes out when the node has handled the previous one, so nothing is dropped and the
-   rate is the node's sustained throughput) -> fused frames/s, keyframes/s, stamp-to-publication latency p50/p95
-   (bag publish time of a frame's depth image -> the node's `processed` message for that stamp), and the
-   node's RSS over time;
-3. the bare Open3D VoxelBlockGrid integration of the same frames in this process (no ROS, no node);
-4. query latency p50/p99 over DDS against the map server holding 50 and 500 objects.
+1. makes (or reuses, under data/bench/) a synthetic scene bag of --frames frames (640x480, Kinect noise);
+2. starts the perception node in its own process and replays the bag at --hz (the bag's recorded 10 Hz
+   scaled by --rate; 30 Hz by default), with flow control: a frame goes out on its schedule, or once the node
+   has reported the previous one if it is still busy (the schedule then pauses, and the run says so), so no
+   frame is lost in transport and the figures say whether the node keeps a camera's pace;
+3. prints fused frames/s, keyframe work (candidates offered, selected, labelled, skipped by reason), recognition
+   latency (a keyframe's depth image published -> the scene graph with that stamp received here, over DDS; and
+   the node's own, frame arrival -> its objects published), the node's RSS over the run, and the node's fusion
+   path per frame by stage (its own timers, in /diagnostics);
+4. the bare Open3D VoxelBlockGrid integration of the same frames in this process, before the replay (the node
+   up and idle) and after it (uint16 depth + uint8 colour as the node feeds it, the fastest pair Open3D has;
+   float32 pair for reference), and the ratios node fusion path / bare and node fusion path / the node's own
+   Open3D calls (the latter under exactly the node's conditions, its keyframe thread included);
+5. query latency p50/p99 over DDS against the map server holding 50 and 500 objects (--no-queries skips it).
+The machine's other load hits the node and the bare run alike only within one run: compare ratios, not runs.
 """
 from __future__ import annotations
 
@@ -32,32 +42,31 @@ use_local_dds()
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject  # noqa: E402
 from g2vlm_ros.conversions import stamp_to_sec  # noqa: E402
 from g2vlm_ros.demo import BAG_TOPICS, ensure_scene  # noqa: E402
+from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
 from g2vlm_ros.process import NodeProcess  # noqa: E402
-from g2vlm_ros.qos import RELIABLE  # noqa: E402
+from g2vlm_ros.qos import LATCHED, RELIABLE  # noqa: E402
 from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SpatialQuery  # noqa: E402
+
+BAG_HZ = 10.0  # g2vlm-synth stamps frames at 10 Hz
 
 
 def pct(x, q):
     return float(np.percentile(x, q)) if len(x) else float("nan")
 
 
-def bare_integration_ms(bag: Path, voxel: float, n: int) -> float:
-    """Median ms of VoxelBlockGrid.integrate on the bag's frames (decoding done outside the timer)."""
-    import open3d as o3d
-    import open3d.core as o3c
+def bag_frames(bag: Path, n: int) -> list[dict]:
+    """The bag's first n frames as arrays: rgb uint8, depth uint16 mm, K, T_world_cam."""
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
-
     from scipy.spatial.transform import Rotation
-
-    from g2vlm_core.geometry.camera import invert_transform
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     frames, pending = [], {}
@@ -70,9 +79,9 @@ def bare_integration_ms(bag: Path, voxel: float, n: int) -> float:
             if conn.topic == BAG_TOPICS["rgb_topic"]:
                 d["rgb"] = np.asarray(m.data).reshape(m.height, m.width, 3)
             elif conn.topic == BAG_TOPICS["depth_topic"]:
-                dt = np.uint16 if m.encoding == "16UC1" else np.float32
-                arr = np.frombuffer(np.asarray(m.data).tobytes(), dt).reshape(m.height, m.width)
-                d["depth"] = arr.astype(np.float32) * (0.001 if dt == np.uint16 else 1.0)
+                if m.encoding != "16UC1":
+                    raise ValueError(f"bench bag depth is {m.encoding}, expected 16UC1")
+                d["depth"] = np.frombuffer(np.asarray(m.data).tobytes(), np.uint16).reshape(m.height, m.width)
             elif conn.topic == BAG_TOPICS["camera_info_topic"]:
                 d["K"] = np.asarray(m.k).reshape(3, 3)
             elif conn.topic == BAG_TOPICS["pose_topic"]:
@@ -85,18 +94,37 @@ def bare_integration_ms(bag: Path, voxel: float, n: int) -> float:
                 frames.append(pending.pop(t))
             if len(frames) >= n:
                 break
-    vbg = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                        ((1), (1), (3)), voxel, 8, 10000, o3c.Device("CPU:0"))
-    prepared = [(o3d.t.geometry.Image(o3c.Tensor(f["depth"])), o3d.t.geometry.Image(o3c.Tensor(
-        f["rgb"].astype(np.float32) / 255.0)), o3c.Tensor(f["K"]), o3c.Tensor(invert_transform(f["T"])))
-        for f in frames]
-    ms = []
-    for depth, color, K, ext in prepared:
-        t0 = time.perf_counter()
-        blocks = vbg.compute_unique_block_coordinates(depth, K, ext, 1.0, 5.0, 4.0)
-        vbg.integrate(blocks, depth, color, K, K, ext, 1.0, 5.0, 4.0)
-        ms.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(ms))
+    return frames
+
+
+def bare_integration_ms(frames: list[dict], voxel: float, depth_max: float = 5.0) -> dict[str, float]:
+    """Median ms of Open3D's compute_unique_block_coordinates + integrate on the frames, inputs prepared outside the
+    timer: uint16 mm depth + uint8 colour (what the node feeds) and float32 m + float32 [0, 1] (for reference)."""
+    import open3d as o3d
+    import open3d.core as o3c
+
+    from g2vlm_core.geometry.camera import invert_transform
+
+    out = {}
+    for name in ("uint16", "float32"):
+        vbg = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32,) * 3, ((1), (1), (3)), voxel,
+                                            8, 10000, o3c.Device("CPU:0"))
+        scale = 1000.0 if name == "uint16" else 1.0
+        prepared = []
+        for f in frames:
+            depth = f["depth"] if name == "uint16" else f["depth"].astype(np.float32) / 1000.0
+            color = f["rgb"] if name == "uint16" else f["rgb"].astype(np.float32) / 255.0
+            prepared.append((o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth))),
+                             o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color))),
+                             o3c.Tensor(f["K"]), o3c.Tensor(invert_transform(f["T"]))))
+        ms = []
+        for depth, color, K, ext in prepared:
+            t0 = time.perf_counter()
+            blocks = vbg.compute_unique_block_coordinates(depth, K, ext, scale, depth_max, 4.0)
+            vbg.integrate(blocks, depth, color, K, K, ext, scale, depth_max, 4.0)
+            ms.append((time.perf_counter() - t0) * 1e3)
+        out[name] = float(np.median(ms[len(ms) // 10:]))  # the first frames allocate most blocks
+    return out
 
 
 def query_latency(n_objects: int, n_queries: int = 200) -> tuple[float, float]:
@@ -129,18 +157,22 @@ def query_latency(n_objects: int, n_queries: int = 200) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--seed", type=int, default=919)
+    ap.add_argument("--hz", type=float, default=30.0, help="camera rate to replay at; 0 = as fast as the node takes")
     ap.add_argument("--voxel", type=float, default=0.02)
     ap.add_argument("--model", default="auto", help="model_checkpoint of the node: auto | none | PATH")
     ap.add_argument("--recognizer", default="g2vlm", help="recognizer of the node (synthetic frames: g2vlm)")
     ap.add_argument("--param", action="append", default=[], help="extra node parameter NAME:=VALUE (repeatable)")
+    ap.add_argument("--no-queries", action="store_true", help="skip the query-latency part")
+    ap.add_argument("--data-dir", type=Path, default=REPO / "data" / "bench", help="where the scene bag is kept")
     a = ap.parse_args()
 
-    scene = ensure_scene(REPO / "data" / "bench", a.seed, a.frames, a.width, a.height)
+    scene = ensure_scene(a.data_dir, a.seed, a.frames, a.width, a.height)
     params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
     node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
                                                           *params, "-p", "sensor_reliable:=true",
@@ -156,7 +188,9 @@ def main() -> None:
     # the player's own `processed` subscription paces the replay; this one records timings
     node.create_subscription(Header, "processed", lambda m: processed.append(
         (round(stamp_to_sec(m.stamp), 6), time.monotonic(), m.frame_id)), RELIABLE)
-    from diagnostic_msgs.msg import DiagnosticArray
+    graphs: list[tuple[float, float, int]] = []  # (graph stamp = its keyframe's stamp, receive time, objects)
+    node.create_subscription(SceneGraphMsg, "scene_graph", lambda m: graphs.append(
+        (round(stamp_to_sec(m.header.stamp), 6), time.monotonic(), len(m.objects))), LATCHED)
     diags: list[dict] = []
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
         {kv.key: kv.value for kv in st.values} for st in m.status if st.name == "g2vlm_perception"), 10)
@@ -172,10 +206,12 @@ def main() -> None:
                 return
             time.sleep(0.5)
 
+    frames = bag_frames(scene / "bag", a.frames)
     try:
-        player = BagPlayer(node, scene / "bag", rate=0.0, flow_control=True, executor=ex, progress=False)
+        player = BagPlayer(node, scene / "bag", rate=a.hz / BAG_HZ, flow_control=True, executor=ex, progress=False)
         player.wait_for_subscribers(60.0)
-        time.sleep(2.0)  # let the node finish loading its model before the clock starts
+        time.sleep(3.0)  # let the node finish loading its model before the clock starts
+        bare_before = bare_integration_ms(frames, a.voxel)  # the node idle, waiting for frames
         threading.Thread(target=sample_rss, daemon=True).start()
         sent: dict[float, float] = {}
         orig_publish = player.pubs[BAG_TOPICS["depth_topic"]].publish
@@ -191,42 +227,74 @@ def main() -> None:
         player.pubs[BAG_TOPICS["depth_topic"]].publish = timed_publish
         t0 = time.monotonic()
         stats = player.play()
-        end = time.monotonic() + 15.0
-        while time.monotonic() < end and (not processed or processed[-1][0] < max(sent)):
+        # keyframe work may still be going on: wait for the graphs to settle (none new for 3 s)
+        end = time.monotonic() + 60.0
+        last_n, quiet_since = -1, time.monotonic()
+        while time.monotonic() < end and time.monotonic() - quiet_since < 3.0:
             ex.spin_once(timeout_sec=0.05)
-        wall = max(p[1] for p in processed) - t0 if processed else float("nan")
+            if len(graphs) != last_n:
+                last_n, quiet_since = len(graphs), time.monotonic()
+        n_diag = len(diags)
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and len(diags) <= n_diag:  # the first diagnostics after the run
+            ex.spin_once(timeout_sec=0.1)
         done.set()
         fused = [p for p in processed if p[2] in ("fused", "keyframe")]
-        keyframes = [p for p in processed if p[2] == "keyframe"]
+        wall = max(p[1] for p in fused) - t0 if fused else float("nan")
         lat = [(recv - sent[s]) * 1e3 for s, recv, _ in fused if s in sent]
+        rec_lat = [(recv - sent[s]) * 1e3 for s, recv, _ in graphs if s in sent]
         n_sent = stats.published[BAG_TOPICS["depth_topic"]]
+        pace = f"{a.hz:.0f} Hz" if a.hz > 0 else "as fast as the node consumes"
+        camera = f"{stats.bag_s * BAG_HZ / a.hz:.1f} s of camera time" if a.hz > 0 else "no pacing"
+        behind = (f"the node was behind before {stats.flow_waits} frames, {stats.paused_s:.1f} s of pauses"
+                  if stats.flow_waits else "the node never held the replay up")
         print(f"\n{n_sent} frames {a.width}x{a.height} at {a.voxel * 100:.0f} cm voxels, model={a.model} "
-              f"{' '.join(a.param)}, "
-              f"replayed as fast as the node consumes in {stats.wall_s:.1f} s")
-        print(f"fused frames/s      {len(fused) / wall:7.1f}   ({len(fused)} fused, "
-              f"{n_sent - len(processed)} dropped, "
-              f"{len(processed) - len(fused)} skipped: {sorted({p[2] for p in processed} - {'fused', 'keyframe'})})")
-        print(f"keyframes/s         {len(keyframes) / wall:7.1f}   ({len(keyframes)} keyframes)")
-        print(f"latency p50 / p95   {pct(lat, 50):7.1f} / {pct(lat, 95):.1f} ms  (depth published -> processed)")
+              f"{' '.join(a.param)}; replayed at {pace} with flow control in {stats.wall_s:.1f} s ({camera}; "
+              f"{behind})")
+        skipped = sorted({p[2] for p in processed} - {"fused", "keyframe"})
+        print(f"fused frames/s      {len(fused) / wall:7.1f}   ({len(fused)} fused of {n_sent} sent, "
+              f"{n_sent - len(processed)} unreported, {len(processed) - len(fused)} skipped: {skipped})")
+        print(f"frame latency       p50 {pct(lat, 50):.1f} / p95 {pct(lat, 95):.1f} ms  (depth published -> processed)")
+        d = diags[-1] if len(diags) > n_diag else (diags[-1] if diags else {})
+        if d:
+            selected, done_kf = int(d.get("keyframes_selected", 0)), int(d.get("keyframes", 0))
+            labelled = int(d.get("keyframes_labelled", done_kf))
+            skips = {k[len("keyframes_skipped_"):]: v for k, v in d.items() if k.startswith("keyframes_skipped_")}
+            print(f"keyframes           {d.get('keyframes_offered')} candidates, {selected} selected, {done_kf} done, "
+                  f"{labelled} labelled by the recognizer: labelled / selected = "
+                  f"{labelled / selected if selected else float('nan'):.2f}; skipped {skips or 'none'}; "
+                  f"{d.get('keyframes_failed', 0)} failed; surface recognised {d.get('surface_recognised')}; "
+                  f"{d.get('objects')} objects")
+            print(f"recognition latency p50 {pct(rec_lat, 50):.0f} / p95 {pct(rec_lat, 95):.0f} ms over DDS "
+                  f"(keyframe's depth published -> its scene graph received, {len(rec_lat)} graphs); node's own "
+                  f"(arrival -> published) p50 {d.get('recognition_latency_p50_ms')} / p95 "
+                  f"{d.get('recognition_latency_p95_ms')} ms; keyframe work p50 {d.get('keyframe_work_ms_p50')} ms")
         if rss:
             r = np.array([x[1] for x in rss])
             q = [r[int(len(r) * f)] for f in (0.25, 0.5, 0.75)] + [r[-1]]
             print(f"node RSS (MB)       at 25/50/75/100% of the run: {' / '.join(f'{x:.0f}' for x in q)}; "
                   f"peak {r.max():.0f}")
-        n_diag = len(diags)
-        end = time.monotonic() + 5.0
-        while time.monotonic() < end and len(diags) <= n_diag:  # the first diagnostics after the run
-            ex.spin_once(timeout_sec=0.1)
-        if len(diags) > n_diag:
-            d = diags[-1]
-            print(f"keyframe work       {d.get('keyframes')} keyframes segmented / labelled, {d.get('keyframes_dropped')} "
-                  f"replaced while the keyframe thread was busy; {d.get('objects')} objects in the map")
-        bare = bare_integration_ms(scene / "bag", a.voxel, min(60, a.frames))
-        print(f"bare Open3D VoxelBlockGrid integrate: {bare:.1f} ms/frame ({1000 / bare:.0f} frames/s) on the same "
-              f"frames (ours, whole node: {1000 * wall / max(len(fused), 1):.1f} ms per fused frame)")
-        for n in (50, 500):
-            p50, p99 = query_latency(n)
-            print(f"query latency with {n:3d} objects: p50 {p50:.1f} ms, p99 {p99:.1f} ms (over DDS)")
+        bare_after = bare_integration_ms(frames, a.voxel)
+        bare = {k: (bare_before[k] + bare_after[k]) / 2.0 for k in bare_after}
+        if d:
+            stages = {k[:-len("_ms_p50")]: float(v) for k, v in d.items() if k.endswith("_ms_p50")
+                      and k[:-len("_ms_p50")] in ("convert", "validate", "track", "fusion_prepare", "fusion_open3d",
+                                                  "keyframe", "publish", "fusion_path")}
+            path_ms = stages.get("fusion_path", float("nan"))
+            print("node fusion path    p50 ms per frame by stage: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if k != "fusion_path")
+                  + f"; whole path {path_ms:.2f}")
+            print(f"bare Open3D VoxelBlockGrid (this process, same {len(frames)} frames, {a.voxel * 100:.0f} cm; "
+                  f"before / after the run): uint16+uint8 {bare_before['uint16']:.2f} / {bare_after['uint16']:.2f} "
+                  f"ms/frame, float32 {bare_before['float32']:.2f} / {bare_after['float32']:.2f} ms/frame")
+            print(f"ratio               node fusion path / bare uint16 (mean of both) = {path_ms / bare['uint16']:.2f}; "
+                  f"node's Open3D calls / bare = {stages.get('fusion_open3d', float('nan')) / bare['uint16']:.2f} "
+                  f"(the same calls, sharing the CPU with the node's keyframe work); "
+                  f"node path / its own Open3D calls = {path_ms / stages.get('fusion_open3d', float('nan')):.2f}")
+        if not a.no_queries:
+            for n in (50, 500):
+                p50, p99 = query_latency(n)
+                print(f"query latency with {n:3d} objects: p50 {p50:.1f} ms, p99 {p99:.1f} ms (over DDS)")
     finally:
         done.set()
         node.destroy_node()

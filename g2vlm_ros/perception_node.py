@@ -30,7 +30,7 @@ from g2vlm_core.recognition.factory import make_labeller
 from g2vlm_core.recognition.g2vlm import resolve_checkpoint
 from g2vlm_core.recognition.labeller import KeyframeLabeller
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
-from g2vlm_core.geometry.segmentation import Segmenter
+from g2vlm_core.geometry.segmentation import Segmenter, SegmenterConfig
 from g2vlm_core.language.query import QueryConfig, QueryEngine
 
 from g2vlm_ros import conversions as cv
@@ -64,7 +64,14 @@ PARAMS = (
               0.0, 10.0),
     ParamSpec("pose_wait_s", 0.3, "How long a frame waits for its pose or camera_info to arrive (s): they travel "
               "on other topics and may come just after the images.", 0.0, 10.0),
-    ParamSpec("map_frame", "map", "Frame of the fused map and the scene graph (z up)."),
+    ParamSpec("map_frame", "map", "Frame the camera poses are given in (TF target frame, pose topic); the fused map "
+              "and the scene graph are published in it when up_axis is '+z'."),
+    ParamSpec("up_axis", "+z", "Up axis of map_frame. The scene graph, its boxes and relations ('on', 'above') assume "
+              "z up, so with another axis the node rotates the poses into a z-up frame '<map_frame>_zup' (a fixed "
+              "quarter or half turn, see g2vlm_core/geometry/gravity.py; published on /tf_static when tf2_ros is "
+              "there) and publishes its outputs in it. The poses are checked against the floor the camera sees: a "
+              "mismatch is warned once and shown in /diagnostics ('gravity_check').",
+              choices=("+z", "-z", "+y", "-y", "+x", "-x")),
     ParamSpec("device", "auto", "Where fusion runs: 'auto' (CUDA when available), 'cpu' or 'cuda'.",
               choices=("auto", "cpu", "cuda")),
     ParamSpec("recognizer", "coco", "What names the objects on keyframes: 'coco' (SSD-MobileNet-v2 COCO + "
@@ -88,6 +95,13 @@ PARAMS = (
     ParamSpec("keyframe_every_n", 5, "A keyframe (segmentation + object update) at least every n frames.", 1, 1000),
     ParamSpec("async_keyframes", True, "Run keyframes (model, segmentation, object map) on their own thread so fusion "
               "keeps the frame rate; false runs them inline (deterministic, slower)."),
+    ParamSpec("keyframe_min_novelty", 0.1, "async_keyframes: a keyframe candidate is skipped ('recognised') when less "
+              "than this share of the surface it sees is new to the recognised keyframes (seen by fewer than two).",
+              0.0, 1.0),
+    ParamSpec("keyframe_pool", 4, "async_keyframes: candidates that wait while recognition is busy; when it overflows "
+              "the one adding least is skipped ('less_novel').", 1, 100),
+    ParamSpec("keyframe_refresh_s", 5.0, "async_keyframes: with nothing new in view, still one keyframe this often "
+              "(s of frame stamps), so a changing scene stays current.", 0.0, 3600.0),
     ParamSpec("cloud_period_s", 2.0, "Fused-cloud publication period (s); 0 disables it.", 0.0, 3600.0),
     ParamSpec("diagnostics_period_s", 1.0, "Diagnostics publication period (s).", 0.1, 60.0),
     ParamSpec("map_dir", "g2vlm_map", "Folder used by save_map / load_map when the request names none."),
@@ -108,6 +122,7 @@ class NodeConfig:
     pose_max_age_s: float
     pose_wait_s: float
     map_frame: str
+    up_axis: str
     device: str
     recognizer: str
     model_checkpoint: str
@@ -120,6 +135,9 @@ class NodeConfig:
     depth_max_m: float
     keyframe_every_n: int
     async_keyframes: bool
+    keyframe_min_novelty: float
+    keyframe_pool: int
+    keyframe_refresh_s: float
     cloud_period_s: float
     diagnostics_period_s: float
     map_dir: str
@@ -132,7 +150,16 @@ class NodeConfig:
             fusion=FusionConfig(voxel_size_m=self.voxel_size_m, depth_min_m=self.depth_min_m,
                                 depth_max_m=self.depth_max_m, device=device, raise_on_invalid=False),
             pose_source="odometry" if self.pose_source == "odometry" else "given",
-            keyframe_every_n=self.keyframe_every_n, async_keyframes=self.async_keyframes, map_frame=self.map_frame)
+            # odometry starts the map at a level camera at the origin: the floor is below it, not at z = 0
+            segmenter=SegmenterConfig(floor_height_m=None) if self.pose_source == "odometry" else SegmenterConfig(),
+            keyframe_every_n=self.keyframe_every_n, async_keyframes=self.async_keyframes,
+            keyframe_min_novelty=self.keyframe_min_novelty, keyframe_pool=self.keyframe_pool,
+            keyframe_refresh_s=self.keyframe_refresh_s, up_axis=self.up_axis, map_frame=self.output_frame)
+
+    @property
+    def output_frame(self) -> str:
+        """Frame of the node's outputs: map_frame, or its z-up copy when map_frame's up is another axis."""
+        return self.map_frame if self.up_axis == "+z" else f"{self.map_frame}_zup"
 
 
 class NoCameraInfo(LookupError):
@@ -177,6 +204,7 @@ class PerceptionNode(Node):
         self._camera_info: CameraInfo | None = None
         self._poses: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
         self._latencies_ms: deque[float] = deque(maxlen=500)
+        self._stage_ms: dict[str, deque[float]] = {}  # per fused frame: the worker's stages (see _process)
         self._fused_stamps: deque[float] = deque(maxlen=100)
         self._last_warn: dict[str, float] = {}
         self._graph_seq_published = -1
@@ -229,9 +257,32 @@ class PerceptionNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="g2vlm_worker", daemon=True)
         self._worker.start()
+        self._announce_output_frame()
         self.get_logger().info(f"listening on {self.resolve_topic_name(self.cfg.rgb_topic)}, "
                                f"{self.resolve_topic_name(self.cfg.depth_topic)}, pose from {self.cfg.pose_source}; "
                                f"fusion on {self.pipeline.fusion.device}")
+
+    def _announce_output_frame(self) -> None:
+        """With up_axis other than +z the outputs are in '<map_frame>_zup': put it on /tf_static when tf2_ros is
+        there, and say how it relates to map_frame either way."""
+        if self.cfg.up_axis == "+z":
+            return
+        T_map_zup = np.linalg.inv(self.pipeline.T_zup_input)  # the z-up frame's pose in map_frame
+        msg = (f"up_axis {self.cfg.up_axis}: outputs are in '{self.cfg.output_frame}', map_frame turned so that "
+               f"{self.cfg.up_axis} becomes +z (rotation rows {np.round(T_map_zup[:3, :3].T, 3).tolist()})")
+        try:
+            from tf2_ros import StaticTransformBroadcaster
+        except ImportError:
+            self.get_logger().info(msg + "; no tf2_ros here to publish it on /tf_static")
+            return
+        from geometry_msgs.msg import Transform, TransformStamped, Vector3
+        pose = cv.matrix_to_pose(T_map_zup)
+        tf = TransformStamped(header=Header(frame_id=self.cfg.map_frame, stamp=self.get_clock().now().to_msg()),
+                              child_frame_id=self.cfg.output_frame,
+                              transform=Transform(translation=Vector3(), rotation=pose.orientation))
+        self._static_tf = StaticTransformBroadcaster(self)
+        self._static_tf.sendTransform(tf)
+        self.get_logger().info(msg + "; published on /tf_static")
 
     def _load_labeller(self, pipeline_cfg: PipelineConfig) -> KeyframeLabeller | None:
         c = self.cfg
@@ -345,6 +396,7 @@ class PerceptionNode(Node):
 
     def _process(self, rgb: Image, depth: Image, t_recv: float) -> None:
         stamp = depth.header.stamp
+        t0 = time.perf_counter()
         try:
             frame = self._to_frame(rgb, depth)
         except cv.ConversionError as e:
@@ -359,19 +411,31 @@ class PerceptionNode(Node):
         except Exception as e:  # tf2 lookup exceptions have no common base class here
             self._reject("frame_error", repr(e), stamp)
             return
-        report = self.pipeline.process(frame)
+        t1 = time.perf_counter()
+        report = self.pipeline.process(frame, t_received=t_recv)
         if not report.fused:
             self._reject(report.skipped_reason, f"frame at t={frame.stamp_s:.3f}", stamp)
             return
+        t2 = time.perf_counter()
         self._fused_stamps.append(time.monotonic())
         self._publish_pose(report.T_world_cam, frame.stamp_s)
         self._latencies_ms.append((time.monotonic() - t_recv) * 1e3)
         self.pub_processed.publish(Header(stamp=stamp, frame_id="keyframe" if report.keyframe else "fused"))
+        t3 = time.perf_counter()
+        # The fusion path per frame: message -> arrays (+ waiting for pose / camera_info when they lag), the
+        # pipeline's stages (validate, track, fusion_prepare = our masks and copies, fusion_open3d = Open3D's calls,
+        # keyframe = offering the candidate, or the whole keyframe when inline), publication; "fusion_path" is their
+        # sum without inline keyframe work.
+        stages = {"convert": (t1 - t0) * 1e3, "publish": (t3 - t2) * 1e3, **report.timings_ms}
+        stages["fusion_path"] = (t3 - t0) * 1e3 - (report.timings_ms.get("keyframe", 0.0)
+                                                   if not self.cfg.async_keyframes else 0.0)
+        for k, v in stages.items():
+            self._stage_ms.setdefault(k, deque(maxlen=300)).append(v)
 
     # ------------------------------------------------------------------------------------------- outputs
     def _header(self, stamp_s: float | None = None) -> Header:
         stamp = self.get_clock().now().to_msg() if stamp_s is None else cv.sec_to_stamp(max(stamp_s, 0.0))
-        return Header(frame_id=self.cfg.map_frame, stamp=stamp)
+        return Header(frame_id=self.cfg.output_frame, stamp=stamp)
 
     def _publish_pose(self, T: np.ndarray, stamp_s: float) -> None:
         self.pub_pose.publish(PoseStamped(header=self._header(stamp_s), pose=cv.matrix_to_pose(T)))
@@ -398,7 +462,7 @@ class PerceptionNode(Node):
         values = {
             "frames_received": self.received["pairs"], "frames_fused": self.pipeline.frames_fused,
             "keyframes": self.pipeline.keyframes, "keyframes_dropped": self.pipeline.keyframes_dropped,
-            "keyframes_failed": self.pipeline.keyframes_failed,
+            **self._keyframe_diagnostics(), **self._stage_diagnostics(),
             "fused_rate_hz": f"{rate:.2f}",
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
@@ -407,12 +471,38 @@ class PerceptionNode(Node):
             "rss_mb": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
         }
         values.update({f"rejected_{k}": v for k, v in sorted(self.rejected.items())})
-        level = DiagnosticStatus.OK if not self.rejected else DiagnosticStatus.WARN
+        level = DiagnosticStatus.OK if not self.rejected and self.pipeline.gravity.state != "mismatch" \
+            else DiagnosticStatus.WARN
         status = DiagnosticStatus(level=level, name="g2vlm_perception", hardware_id="",
                                   message=f"{self.pipeline.frames_fused} frames fused, "
                                           f"{sum(self.rejected.values())} skipped",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    def _keyframe_diagnostics(self) -> dict:
+        """What keyframe work kept up with: candidates offered / selected / done, skips by reason, recognition
+        latency (frame arrival -> its objects published), and the share of the map recognised by keyframes."""
+        p = self.pipeline
+        lat = np.array(p.recognition_latency_ms)
+        out = {"keyframes_offered": p.keyframes_offered, "keyframes_selected": p.keyframes_selected,
+               "keyframes_labelled": p.keyframes_labelled, "keyframes_failed": p.keyframes_failed,
+               "recognition_latency_p50_ms": f"{np.percentile(lat, 50):.0f}" if lat.size else "n/a",
+               "recognition_latency_p95_ms": f"{np.percentile(lat, 95):.0f}" if lat.size else "n/a",
+               "keyframe_work_ms_p50": f"{np.median(p.keyframe_ms):.0f}" if p.keyframe_ms else "n/a",
+               "surface_recognised": f"{min(1.0, len(p.scheduler.coverage) / max(p.fusion.stats().active_blocks, 1)):.2f}"}
+        out.update({f"keyframes_skipped_{k}": v for k, v in sorted(p.keyframes_skipped.items())})
+        g = p.gravity
+        out["gravity_check"] = g.state if g.state != "mismatch" else f"mismatch: {g.message}"
+        if p.tracker is not None:
+            t = p.tracker
+            out.update({"tracking_state": t.last.state if t.last else "n/a",
+                        "tracking_quality": f"{t.last.quality:.2f}" if t.last else "n/a",
+                        "tracking_lost_frames": t.counts["lost"], "tracking_relocalised": t.counts["relocalised"]})
+        return out
+
+    def _stage_diagnostics(self) -> dict:
+        """Median ms of each stage of the fusion path over the last 300 fused frames."""
+        return {f"{k}_ms_p50": f"{np.median(v):.2f}" for k, v in sorted(self._stage_ms.items()) if v}
 
     def _viewpoint(self, frame: str):
         if frame not in ("", self.pipeline.config.camera_frame):
