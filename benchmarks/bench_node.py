@@ -287,7 +287,8 @@ def main() -> None:
             print(f"bare Open3D VoxelBlockGrid (this process, same {len(frames)} frames, {a.voxel * 100:.0f} cm; "
                   f"before / after the run): uint16+uint8 {bare_before['uint16']:.2f} / {bare_after['uint16']:.2f} "
                   f"ms/frame, float32 {bare_before['float32']:.2f} / {bare_after['float32']:.2f} ms/frame")
-            print(f"ratio               node fusion path / bare uint16 (mean of both) = {path_ms / bare['uint16']:.2f}; "
+            print(f"ratio               node fusion path / bare uint16 (mean of both) = "
+                  f"{path_ms / bare['uint16']:.2f}; "
                   f"node's Open3D calls / bare = {stages.get('fusion_open3d', float('nan')) / bare['uint16']:.2f} "
                   f"(the same calls, sharing the CPU with the node's keyframe work); "
                   f"node path / its own Open3D calls = {path_ms / stages.get('fusion_open3d', float('nan')):.2f}")

@@ -489,7 +489,8 @@ class PerceptionNode(Node):
                "recognition_latency_p50_ms": f"{np.percentile(lat, 50):.0f}" if lat.size else "n/a",
                "recognition_latency_p95_ms": f"{np.percentile(lat, 95):.0f}" if lat.size else "n/a",
                "keyframe_work_ms_p50": f"{np.median(p.keyframe_ms):.0f}" if p.keyframe_ms else "n/a",
-               "surface_recognised": f"{min(1.0, len(p.scheduler.coverage) / max(p.fusion.stats().active_blocks, 1)):.2f}"}
+               "surface_recognised":
+                   f"{min(1.0, len(p.scheduler.coverage) / max(p.fusion.stats().active_blocks, 1)):.2f}"}
         out.update({f"keyframes_skipped_{k}": v for k, v in sorted(p.keyframes_skipped.items())})
         g = p.gravity
         out["gravity_check"] = g.state if g.state != "mismatch" else f"mismatch: {g.message}"

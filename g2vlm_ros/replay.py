@@ -3,7 +3,12 @@
     g2vlm-replay BAG                      # at recorded speed
     g2vlm-replay BAG --rate 4             # 4x
     g2vlm-replay BAG --rate 0             # as fast as possible
-    g2vlm-replay BAG --flow-control       # as fast as the perception node consumes (waits on its `processed`)
+    g2vlm-replay BAG --flow-control       # at recorded speed, pausing while the perception node is behind
+    g2vlm-replay BAG --rate 0 --flow-control   # as fast as the perception node consumes
+
+With --flow-control at most one image frame is in flight: frame k goes out once the node has reported frame k-1
+on its `processed` topic. A frame held back that way is published as soon as the node is done and the schedule
+moves by the delay (a pause: frames never follow each other faster than the recorded pace times --rate).
     g2vlm-replay BAG --remap /camera/depth/image_raw:=/depth --topics /camera/color/image_raw /camera/depth/image_raw
 
 Messages are published as the serialized CDR bytes stored in the bag, so any message type whose Python module
@@ -37,6 +42,8 @@ class ReplayStats:
     published: Counter = field(default_factory=Counter)
     skipped_topics: dict[str, str] = field(default_factory=dict)  # topic -> reason
     flow_timeouts: int = 0
+    flow_waits: int = 0  # frames that went out late because the node was still busy with the previous one
+    paused_s: float = 0.0  # total delay flow control added to the schedule
     wall_s: float = 0.0
     bag_s: float = 0.0
 
@@ -127,15 +134,18 @@ class BagPlayer:
         bar = tqdm(total=total, desc=f"replay {self.bag.name}", unit="msg", disable=not self.progress)
         for conn, t_ns, raw in self._small_first(self.reader.messages(connections=conns)):
             t_bag0 = t_ns if t_bag0 is None else t_bag0
-            if self.rate > 0:
-                due = t_wall0 + (t_ns - t_bag0) * 1e-9 / self.rate
+            due = t_wall0 + self.stats.paused_s + (t_ns - t_bag0) * 1e-9 / self.rate if self.rate > 0 else None
+            if due is not None:
                 while time.monotonic() < due:
                     self.executor.spin_once(timeout_sec=min(0.01, max(0.0, due - time.monotonic())))
             if self.flow_control and conn.topic == self.flow_topic:
                 # at most one frame in flight: before sending frame k, wait until the node handled frame k-1
-                if last_flow_stamp is not None and not self._spin_until(
-                        lambda: self._processed >= last_flow_stamp - 1e-6, self.flow_timeout_s):
-                    self.stats.flow_timeouts += 1
+                if last_flow_stamp is not None and not (self._processed >= last_flow_stamp - 1e-6):
+                    self.stats.flow_waits += 1
+                    if not self._spin_until(lambda: self._processed >= last_flow_stamp - 1e-6, self.flow_timeout_s):
+                        self.stats.flow_timeouts += 1
+                    if due is not None:  # the node was behind: pause the schedule by the delay
+                        self.stats.paused_s += max(0.0, time.monotonic() - due)
                 h = ts.deserialize_cdr(raw, conn.msgtype).header.stamp
                 last_flow_stamp = h.sec + h.nanosec * 1e-9
             self.pubs[conn.topic].publish(bytes(raw))
@@ -168,7 +178,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("bag", type=Path, help="rosbag2 folder (mcap or sqlite3)")
     ap.add_argument("--rate", type=float, default=1.0, help="speed factor; 0 = as fast as possible")
-    ap.add_argument("--flow-control", action="store_true", help="pace to the perception node's `processed` topic")
+    ap.add_argument("--flow-control", action="store_true", help="one frame in flight: wait for the perception node's "
+                    "`processed` report of a frame before sending the next (combines with --rate)")
     ap.add_argument("--flow-topic", help="image topic paced by flow control (default: the depth image topic)")
     ap.add_argument("--topics", nargs="*", help="only these topics")
     ap.add_argument("--remap", nargs="*", default=[], help="/from:=/to")
@@ -180,8 +191,7 @@ def main(argv=None) -> int:
     rclpy.init()
     node = rclpy.create_node("g2vlm_replay")
     try:
-        player = BagPlayer(node, a.bag, a.rate if not a.flow_control else 0.0, a.flow_control, a.flow_topic,
-                           a.topics, parse_remap(a.remap))
+        player = BagPlayer(node, a.bag, a.rate, a.flow_control, a.flow_topic, a.topics, parse_remap(a.remap))
         for topic, why in player.stats.skipped_topics.items():
             print(f"skipping {topic}: {why}", file=sys.stderr)
         if not player.wait_for_subscribers(a.wait_subscribers):
@@ -190,8 +200,9 @@ def main(argv=None) -> int:
         player.close()
         n = sum(s.published.values())
         print(f"published {n} messages ({', '.join(f'{t}: {c}' for t, c in sorted(s.published.items()))}) "
-              f"in {s.wall_s:.1f} s for {s.bag_s:.1f} s of bag" + (f"; {s.flow_timeouts} flow-control timeouts"
-                                                                   if s.flow_timeouts else ""))
+              f"in {s.wall_s:.1f} s for {s.bag_s:.1f} s of bag"
+              + (f"; waited for the node before {s.flow_waits} frames ({s.paused_s:.1f} s)" if s.flow_waits else "")
+              + (f"; {s.flow_timeouts} flow-control timeouts" if s.flow_timeouts else ""))
         return 0
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

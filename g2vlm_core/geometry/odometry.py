@@ -93,15 +93,12 @@ class _Prepared:
         return cls(frame.depth_m, frame.rgb.astype(np.float32) / 255.0, frame.intrinsics, cfg, device)
 
 
-def _consistency(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, cfg: OdometryConfig
-                 ) -> tuple[float, float, float]:
-    """Projective check independent of the solver: (overlap, inlier_ratio, inlier_rmse_m)."""
-    s = cfg.check_stride
+def _project(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, s: int):
+    """Every s-th valid source pixel moved by T_tgt_src into the target image: source pixels (v, u) (strided
+    indices), their points in the target frame q (N, 3), target pixels (vv, uu) and whether they fall inside."""
     intr = src.intr
     d = src.depth[::s, ::s]
     v, u = np.nonzero(d > 0)
-    if len(u) == 0:
-        return 0.0, 0.0, float("nan")
     z = d[v, u].astype(np.float64)
     p = np.stack([(u * s - intr.cx) / intr.fx * z, (v * s - intr.cy) / intr.fy * z, z], axis=1)  # (N, 3)
     q = p @ T_tgt_src[:3, :3].T + T_tgt_src[:3, 3]
@@ -110,8 +107,16 @@ def _consistency(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, cfg: Odo
         uu = np.rint(q[:, 0] / q[:, 2] * ti.fx + ti.cx)
         vv = np.rint(q[:, 1] / q[:, 2] * ti.fy + ti.cy)
     inside = (q[:, 2] > 0) & (uu >= 0) & (uu < ti.width) & (vv >= 0) & (vv < ti.height)
-    zt = np.zeros(len(q))
-    zt[inside] = tgt.depth[vv[inside].astype(int), uu[inside].astype(int)]
+    return v, u, q, np.where(inside, vv, 0).astype(int), np.where(inside, uu, 0).astype(int), inside
+
+
+def _consistency(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, cfg: OdometryConfig
+                 ) -> tuple[float, float, float]:
+    """Projective check independent of the solver: (overlap, inlier_ratio, inlier_rmse_m)."""
+    _, _, q, vv, uu, inside = _project(src, tgt, T_tgt_src, cfg.check_stride)
+    if len(q) == 0:
+        return 0.0, 0.0, float("nan")
+    zt = np.where(inside, tgt.depth[vv, uu], 0.0)
     over = inside & (zt > 0)
     n_over = int(over.sum())
     if n_over == 0:
@@ -581,25 +586,12 @@ class ModelTracker:
 def _intensity_disagreement(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, stride: int) -> float:
     """Median |intensity difference| (0-1) between source pixels and the target pixels they land on under
     T_tgt_src, each image's median intensity removed first (exposure changes); inf when nothing lands."""
-    intr = src.intr
-    d = src.depth[::stride, ::stride]
-    v, u = np.nonzero(d > 0)
-    if len(u) == 0:
-        return float("inf")
-    z = d[v, u].astype(np.float64)
-    p = np.stack([(u * stride - intr.cx) / intr.fx * z, (v * stride - intr.cy) / intr.fy * z, z], axis=1)
-    q = p @ T_tgt_src[:3, :3].T + T_tgt_src[:3, 3]
-    ti = tgt.intr
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uu = np.rint(q[:, 0] / q[:, 2] * ti.fx + ti.cx)
-        vv = np.rint(q[:, 1] / q[:, 2] * ti.fy + ti.cy)
-    inside = (q[:, 2] > 0) & (uu >= 0) & (uu < ti.width) & (vv >= 0) & (vv < ti.height)
-    uu, vv = uu[inside].astype(int), vv[inside].astype(int)
-    hit = tgt.depth[vv, uu] > 0
+    v, u, _, vv, uu, inside = _project(src, tgt, T_tgt_src, stride)
+    hit = inside & (tgt.depth[vv, uu] > 0)
     if not hit.any():
         return float("inf")
     gray = np.array([0.299, 0.587, 0.114], np.float32)
-    i_src = src.rgb01[v * stride, u * stride][inside][hit] @ gray
+    i_src = src.rgb01[v[hit] * stride, u[hit] * stride] @ gray
     i_tgt = tgt.rgb01[vv[hit], uu[hit]] @ gray
     return float(np.median(np.abs((i_src - np.median(i_src)) - (i_tgt - np.median(i_tgt)))))
 

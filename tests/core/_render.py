@@ -79,3 +79,17 @@ def box_iou(a: Box3D, b: Box3D, n: int = 60) -> float:
     ia, ib = a.contains(g), b.contains(g)
     union = np.count_nonzero(ia | ib)
     return np.count_nonzero(ia & ib) / union if union else 0.0
+
+
+TWO_BOXES = [Box3D([0.0, -0.25, 0.1], [0.2, 0.2, 0.2]), Box3D([0.0, 0.3, 0.15], [0.25, 0.2, 0.3])]
+TWO_COLORS = [(0.8, 0.1, 0.1), (0.1, 0.7, 0.2)]
+
+
+def two_box_orbit(n: int = 6) -> list[RGBDFrame]:
+    """Half-size (320x240) frames of a red and a green box on the floor along an orbit, stamped 0.1 s apart."""
+    out = []
+    for i, T in enumerate(orbit_poses(n)):
+        f = render(TWO_BOXES, TWO_COLORS, T, stamp_s=0.1 * i, index=i)
+        out.append(RGBDFrame(f.rgb[::2, ::2].copy(), f.depth_m[::2, ::2].copy(), f.intrinsics.scaled(0.5),
+                             f.T_world_cam, f.stamp_s, i))
+    return out

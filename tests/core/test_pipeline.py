@@ -8,22 +8,12 @@ from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.geometry.camera import CameraIntrinsics
 from g2vlm_core.keyframes import Candidate, KeyframeScheduler
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
-from g2vlm_core.scene_graph import Box3D
 
-from ._render import orbit_poses, render
-
-BOXES = [Box3D([0.0, -0.25, 0.1], [0.2, 0.2, 0.2]), Box3D([0.0, 0.3, 0.15], [0.25, 0.2, 0.3])]
-COLORS = [(0.8, 0.1, 0.1), (0.1, 0.7, 0.2)]
-
+from ._render import two_box_orbit
 
 @pytest.fixture(scope="module")
 def frames():
-    out = []
-    for i, T in enumerate(orbit_poses(6)):
-        f = render(BOXES, COLORS, T, stamp_s=0.1 * i, index=i)
-        out.append(RGBDFrame(f.rgb[::2, ::2].copy(), f.depth_m[::2, ::2].copy(), f.intrinsics.scaled(0.5),
-                             f.T_world_cam, f.stamp_s, i))
-    return out
+    return two_box_orbit(6)
 
 
 def _clone(f: RGBDFrame, **kw) -> RGBDFrame:
