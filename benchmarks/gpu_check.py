@@ -41,16 +41,11 @@ RECOGNIZERS = (
 
 
 def _factory_labeller(name: str, device: str):
-    """The node's own recognizer factory when this build has it; the shipped G2VLM labeller otherwise."""
+    """A recognizer as the node builds it (its factory, default settings)."""
     from g2vlm_core.geometry.segmentation import Segmenter
 
-    try:
-        from g2vlm_core.recognition.factory import make_labeller
-    except ImportError:
-        if name != "g2vlm":
-            raise ImportError(f"recognizer '{name}' needs g2vlm_core.recognition.factory, not in this build")
-        from g2vlm_core.recognition.g2vlm import SHIPPED_CHECKPOINT, ModelLabeller
-        return ModelLabeller.from_checkpoint(SHIPPED_CHECKPOINT, Segmenter(), device)
+    from g2vlm_core.recognition.factory import make_labeller
+
     return make_labeller(name, Segmenter(), device, "auto")
 
 
@@ -117,7 +112,7 @@ def fusion_section(frames, device: str, voxels: list[float]) -> None:
 
 def model_section(frames, device: str, n: int) -> None:
     from g2vlm_core.model.inference import G2VLMInference
-    from g2vlm_core.recognition.g2vlm import SHIPPED_CHECKPOINT, ModelLabeller
+    from g2vlm_core.recognition.g2vlm import SHIPPED_CHECKPOINT, G2VLMRecognizer
 
     dtypes = ["float32", "float16", "bfloat16"] if device == "cuda" else ["float32", "bfloat16"]
     print(f"\n[model] G2VLM keyframe ms on {device} ({SHIPPED_CHECKPOINT.name})")
@@ -128,8 +123,8 @@ def model_section(frames, device: str, n: int) -> None:
             if device == "cpu" and dt != "float32":  # the inference class autocasts on CUDA only
                 import torch
                 inf.dtype = getattr(torch, dt)
-            lab = ModelLabeller(inf, None, input_width=inf.training_image_hw[1] if inf.training_image_hw else 0)
-            rgb, depth, K = lab._model_input(f)
+            rec = G2VLMRecognizer(inf, input_width=inf.training_image_hw[1] if inf.training_image_hw else 0)
+            rgb, depth, K = rec._model_input(f)  # the keyframe at the size the recognizer hands the model
             ms = median_ms(lambda: inf.process_keyframe(rgb, depth, K, f.T_world_cam), n)
             print(f"  {dt:9s} {ms:8.1f} ms/keyframe at {rgb.shape[1]}x{rgb.shape[0]}")
         except Exception as e:  # report and go on: one dtype the device lacks must not hide the others
