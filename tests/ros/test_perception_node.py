@@ -169,3 +169,56 @@ def test_sigterm_saves_the_map(perception, ros_node, tmp_path):
     assert (tmp_path / "map" / "map.ply").stat().st_size > 0
     assert (tmp_path / "map" / "scene_graph.json").is_file()
     assert "map saved on shutdown" in out
+
+
+def test_keyframe_work_and_fusion_stages_are_reported(ros_env, ros_node):
+    proc = NodeProcess("g2vlm_ros.perception_node", ["-p", "sensor_reliable:=true", "-p", "keyframe_every_n:=1",
+                                                     "-p", "recognizer:=none", "-p", "diagnostics_period_s:=0.2"],
+                       ros_env)
+    try:
+        _check_keyframe_diagnostics(*ros_node)
+    finally:
+        proc.stop()
+
+
+def _check_keyframe_diagnostics(node, ex):
+    cam, processed, diags = _setup(node, ex)
+    for _ in range(4):
+        _send_and_wait(ex, cam, processed)
+    n = len(diags)
+
+    def latest():
+        return {v.key: v.value for v in diags[-1].status[0].values} if diags else {}
+
+    # keyframe work is asynchronous: wait for a report in which every selected keyframe is done
+    assert spin_until(ex, lambda: len(diags) > n and int(latest().get("keyframes", 0)) >= 1
+                      and latest().get("keyframes") == latest().get("keyframes_selected"), 60.0), latest()
+    kv = latest()
+    offered, selected = int(kv["keyframes_offered"]), int(kv["keyframes_selected"])
+    skipped = sum(int(v) for k, v in kv.items() if k.startswith("keyframes_skipped_"))
+    assert offered == 4 and selected + skipped == offered  # every candidate is either recognised or skipped
+    assert float(kv["recognition_latency_p50_ms"]) > 0.0
+    stages = {k: float(v) for k, v in kv.items() if k.endswith("_ms_p50") and k != "keyframe_work_ms_p50"}
+    assert {"convert_ms_p50", "fusion_open3d_ms_p50", "fusion_prepare_ms_p50", "publish_ms_p50",
+            "fusion_path_ms_p50"} <= set(stages), stages
+    assert stages["fusion_path_ms_p50"] >= stages["fusion_open3d_ms_p50"] > 0.0
+    assert kv["gravity_check"] in ("unknown", "ok")  # level camera in a z-up map: never a mismatch
+
+
+def test_up_axis_rotates_the_poses_into_a_z_up_output_frame(ros_env, ros_node):
+    """Poses given in a y-up map come out in '<map_frame>_zup', turned so that y becomes z."""
+    y_up = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    proc = NodeProcess("g2vlm_ros.perception_node", ["-p", "sensor_reliable:=true", "-p", "up_axis:=+y",
+                                                     "-p", "recognizer:=none", "-p", "keyframe_every_n:=100"],
+                       ros_env)
+    try:
+        node, ex = ros_node
+        cam, processed, _ = _setup(node, ex)
+        poses: list[PoseStamped] = []
+        node.create_subscription(PoseStamped, "camera_pose", poses.append, RELIABLE)
+        assert _send_and_wait(ex, cam, processed, pose=y_up @ T_LEVEL) in ("fused", "keyframe")
+        assert spin_until(ex, lambda: poses, 10.0)
+        assert poses[-1].header.frame_id == "map_zup"
+        np.testing.assert_allclose(cv.pose_to_matrix(poses[-1].pose), T_LEVEL, atol=1e-9)
+    finally:
+        proc.stop()
