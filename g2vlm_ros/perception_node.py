@@ -57,8 +57,9 @@ PARAMS = (
               "only publish reliably); default best-effort sensor QoS."),
     ParamSpec("sync_slop_s", 0.02, "Largest rgb/depth stamp difference accepted as one frame (s).", 0.0, 1.0),
     ParamSpec("pose_source", "topic", "Camera pose: 'topic' (PoseStamped of the camera optical frame in the map "
-              "frame, on pose_topic), 'tf' (map -> image frame, needs tf2_ros) or 'odometry' (frame-to-model tracking against the "
-              "fused map, the fall-back when neither exists; frames it loses are skipped as 'tracking_lost').",
+              "frame, on pose_topic), 'tf' (map -> image frame, needs tf2_ros) or 'odometry' (frame-to-model "
+              "tracking against the fused map, the fall-back when neither exists; frames it loses are skipped as "
+              "'tracking_lost').",
               choices=("topic", "tf", "odometry")),
     ParamSpec("pose_topic", "camera_pose_in", "PoseStamped topic used when pose_source is 'topic'."),
     ParamSpec("pose_max_age_s", 0.1, "Largest stamp difference between a frame and the pose used for it (s).",
