@@ -102,6 +102,10 @@ PARAMS = (
               0.0, 1.0),
     ParamSpec("keyframe_pool", 4, "async_keyframes: candidates that wait while recognition is busy; when it overflows "
               "the one adding least is skipped ('less_novel').", 1, 100),
+    ParamSpec("model_threads", 1, "CPU threads torch uses for keyframe recognition (0: torch's default, one per "
+              "core). One by default: fusion's Open3D threads need the rest, and torch's spinning workers made the "
+              "model 4-5x slower when they had to share a 2-core CPU (measured: 58 against 299 ms a keyframe).",
+              0, 256),
     ParamSpec("keyframe_refresh_s", 5.0, "async_keyframes: with nothing new in view, still one keyframe this often "
               "(s of frame stamps), so a changing scene stays current.", 0.0, 3600.0),
     ParamSpec("cloud_period_s", 2.0, "Fused-cloud publication period (s); 0 disables it.", 0.0, 3600.0),
@@ -139,6 +143,7 @@ class NodeConfig:
     async_keyframes: bool
     keyframe_min_novelty: float
     keyframe_pool: int
+    model_threads: int
     keyframe_refresh_s: float
     cloud_period_s: float
     diagnostics_period_s: float
@@ -294,6 +299,8 @@ class PerceptionNode(Node):
             return None
         import torch
 
+        if c.model_threads > 0:
+            torch.set_num_threads(c.model_threads)
         device = "cuda" if c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()) else "cpu"
         hf = {} if c.recognizer != "hf" else {
             "detector": c.hf_detector, "embedder": c.hf_embedder, "allow_download": c.hf_allow_download,
