@@ -27,7 +27,7 @@ class OdometryConfig:
     method: str = "hybrid"  # "point_to_plane" (depth only), "intensity" or "hybrid" (depth + intensity)
     depth_min_m: float = 0.1  # depths outside [min, max] are ignored
     depth_max_m: float = 4.0  # far structured-light depth is too noisy to align on
-    iterations: tuple[int, ...] = (10, 5, 3)  # Gauss-Newton iterations per pyramid level, finest level first
+    iterations: tuple[int, ...] = (10, 5, 3)  # Gauss-Newton iterations per pyramid level, coarsest level first
     depth_outlier_trunc_m: float = 0.07  # Open3D drops correspondences farther apart than this in depth
     depth_huber_delta_m: float = 0.05  # Huber width of the depth residual
     intensity_huber_delta: float = 0.1  # Huber width of the intensity residual (intensity in [0, 1])
