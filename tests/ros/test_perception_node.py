@@ -79,7 +79,8 @@ def _setup(node, ex):
     node.create_subscription(Header, "processed", processed.append, RELIABLE)
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, RELIABLE)
     cam = Camera(node)
-    assert spin_until(ex, lambda: all(p.get_subscription_count() > 0 for p in cam.pubs.values()), 30.0), \
+    # the default recognizer (coco) and the G2VLM model load first: generous on a busy 2-core machine
+    assert spin_until(ex, lambda: all(p.get_subscription_count() > 0 for p in cam.pubs.values()), 90.0), \
         "node did not start"
     return cam, processed, diags
 
