@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from g2vlm_ros.query_service import SERVICE_QOS
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
 from g2vlm_ros.srv import SpatialQuery
 
 from .conftest import NodeProcess
@@ -44,8 +45,10 @@ def test_a_burst_of_100_queries_during_a_stream_is_answered_without_starving_fus
         node, ex = ros_node
         rig = Rig(node, ex, proc)
         rig.wait_up()
-        # a planner firing many calls keeps every reply too (the default client QoS keeps the last 10)
-        client = node.create_client(SpatialQuery, "spatial_query", qos_profile=SERVICE_QOS)
+        # a planner whose client keeps as many requests and replies as it has calls in flight (the default keeps 10:
+        # README "Queries"); the node's service used to keep 10 as well, and answered 17 of these 100 calls
+        client = node.create_client(SpatialQuery, "spatial_query", qos_profile=QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=CALLS, reliability=ReliabilityPolicy.RELIABLE))
         assert client.wait_for_service(timeout_sec=30.0)
         _stream(rig, 2.0)  # warm-up: model, first keyframes
         base_fps, _ = _stream(rig, WINDOW_S)
