@@ -27,6 +27,7 @@ def test_a_frame_a_year_ahead_and_a_clock_jump_back(ros_env, ros_node, tmp_path,
         last = rig.cam.t
         rig.reset()
         assert rig.send(stamp=last - 0.5) == "keyframe"
+        assert rig.send() == "keyframe"  # objects no recognizer named are published from their second view
 
         assert spin_until(rig.ex, lambda: rig.graphs and rig.graphs[-1].objects, 10.0)
         ids = {o.id for o in rig.graphs[-1].objects}
