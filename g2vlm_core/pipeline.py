@@ -18,7 +18,8 @@ import numpy as np
 
 from .geometry.camera import GeometryError, check_rigid
 from .geometry.fusion import FusionConfig, TSDFFusion
-from .mapping.object_map import ObjectMap, ObjectMapConfig
+from .mapping import map_store
+from .mapping.object_map import MapFormatError, ObjectMap, ObjectMapConfig
 from .geometry.gravity import GravityCheck, zup_rotation
 from .geometry.odometry import ModelTracker, ModelTrackerConfig
 from .keyframes import Candidate, KeyframeScheduler, SurfaceCoverage
@@ -30,6 +31,8 @@ from .frame import RGBDFrame
 log = logging.getLogger(__name__)
 
 POSE_SOURCES = ("given", "odometry")
+CLOCK_JUMP_ACTIONS = ("new_recording", "reset")
+MAP_FILES = ("map.ply", "tsdf.npz", "objects.json", "scene_graph.json")
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,19 @@ class PipelineConfig:
     # (geometry.gravity.zup_rotation) since the scene graph, boxes and predicates assume z-up
     map_frame: str = "map"  # frame of the fused map and the scene graph
     camera_frame: str = "camera"  # reference frame named by view-dependent relations
+    clock_jump_s: float = 1.0  # a frame stamped this much before the last fused one means the source's clock jumped
+    # back (a looping bag, a restarted driver); smaller steps back are skipped as "stamp_backwards" (late frames)
+    on_clock_jump: str = "new_recording"  # "new_recording": forget the time state and keep mapping; "reset": also
+    # clear the map
 
     def __post_init__(self) -> None:
         if self.pose_source not in POSE_SOURCES:
             raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
         zup_rotation(self.up_axis)  # ValueError names the allowed axes
+        if self.on_clock_jump not in CLOCK_JUMP_ACTIONS:
+            raise ValueError(f"on_clock_jump must be one of {CLOCK_JUMP_ACTIONS}, got {self.on_clock_jump!r}")
+        if not self.clock_jump_s > 0:
+            raise ValueError(f"clock_jump_s must be positive, got {self.clock_jump_s}")
         if self.keyframe_every_n < 1:
             raise ValueError(f"keyframe_every_n must be >= 1, got {self.keyframe_every_n}")
         if not 0.0 <= self.keyframe_min_novelty <= 1.0 or self.keyframe_confirm_views < 1 or self.keyframe_pool < 1:
@@ -71,6 +82,8 @@ class FrameReport:
     fused: bool
     keyframe: bool = False
     skipped_reason: str = ""
+    skipped_detail: str = ""  # what was wrong, for the log
+    clock_jump_s: float = 0.0  # > 0: the stamps jumped back this far before this frame (handled by on_clock_jump)
     T_world_cam: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -113,6 +126,7 @@ class PerceptionPipeline:
                                            c.keyframe_refresh_s)
         self.recognition_latency_ms: collections.deque[float] = collections.deque(maxlen=500)
         self.keyframe_ms: collections.deque[float] = collections.deque(maxlen=500)
+        self.clock_jumps = 0  # clock jumps back handled (see PipelineConfig.on_clock_jump)
         self._lock = threading.RLock()  # frame state and fusion
         self._key_lock = threading.RLock()  # segmenter, labeller, object map
         self._key_cond = threading.Condition()
@@ -148,7 +162,7 @@ class PerceptionPipeline:
     def _skip(self, reason: str, detail: str = "") -> FrameReport:
         self.skipped[reason] += 1
         log.debug("frame skipped (%s): %s", reason, detail)
-        return FrameReport(False, skipped_reason=reason)
+        return FrameReport(False, skipped_reason=reason, skipped_detail=detail)
 
     def _is_keyframe(self, T: np.ndarray) -> bool:
         c = self.config
@@ -173,8 +187,12 @@ class PerceptionPipeline:
                 return self._skip("malformed_frame", str(e))
             if not np.isfinite(frame.stamp_s):
                 return self._skip("bad_stamp", f"stamp {frame.stamp_s}")
+            jump = 0.0
+            if self._last_stamp is not None and frame.stamp_s < self._last_stamp - self.config.clock_jump_s:
+                jump = self._clock_jumped(frame.stamp_s)
             if self._last_stamp is not None and frame.stamp_s < self._last_stamp:
-                return self._skip("stamp_backwards", f"{frame.stamp_s} < {self._last_stamp}")
+                return self._skip("stamp_backwards", f"stamped {frame.stamp_s:.3f}, "
+                                  f"{self._last_stamp - frame.stamp_s:.3f} s before the last fused frame")
             if self.tracker is not None:
                 t1 = time.perf_counter()
                 tr = self.tracker.track(frame)
@@ -192,14 +210,14 @@ class PerceptionPipeline:
             timings["validate"] = (time.perf_counter() - t0) * 1e3 - timings.get("track", 0.0)
             fused = self.fusion.integrate(frame, T, checked=True)
             if not fused:
-                return self._skip(self.fusion.last_skip_reason or "fusion_rejected")
+                return self._skip(self.fusion.last_skip_reason or "fusion_rejected", self.fusion.last_skip_detail)
             timings["fusion_prepare"] = self.fusion.last_timings_ms["prepare"]
             timings["fusion_open3d"] = self.fusion.last_timings_ms["open3d"]
             self._last_stamp = frame.stamp_s
             self.last_pose = T
             self.frames_fused += 1
             self._since_key += 1
-            report = FrameReport(True, T_world_cam=T, timings_ms=timings)
+            report = FrameReport(True, T_world_cam=T, timings_ms=timings, clock_jump_s=jump)
             if self._is_keyframe(T):
                 t2 = time.perf_counter()
                 self._last_key_pose, self._since_key = T, 0
@@ -215,6 +233,25 @@ class PerceptionPipeline:
                 timings["keyframe"] = (time.perf_counter() - t2) * 1e3
             timings["total"] = (time.perf_counter() - t0) * 1e3
             return report
+
+    def _clock_jumped(self, stamp_s: float) -> float:
+        """The source's clock went back: a new recording (forget the time state) or, by config, a new map too."""
+        jump = self._last_stamp - stamp_s
+        self.clock_jumps += 1
+        log.info("stamps jumped back %.3f s (to %.3f): %s", jump, stamp_s, self.config.on_clock_jump)
+        if self.config.on_clock_jump == "reset":
+            self.reset()
+            if self.on_keyframe is not None:  # the cleared graph carries the deleted ids: subscribers need it
+                self.on_keyframe(self._graph)
+        else:
+            self._forget_time()
+        return jump
+
+    def _forget_time(self) -> None:
+        self._last_stamp = self._last_key_pose = None
+        self._since_key = 0
+        if self.tracker is not None:
+            self.tracker.reset()  # it tracks from the previous frame, which belongs to the other recording
 
     # --------------------------------------------------------------------------------------------- keyframes
     def _keyframe(self, cand: Candidate) -> dict[str, float]:
@@ -319,34 +356,44 @@ class PerceptionPipeline:
             self.fusion.reset()
             self.objects.reset()
             self.segmenter.reset()
-            if self.tracker is not None:
-                self.tracker.reset()
-            self._last_stamp = self._last_key_pose = self.last_pose = None
-            self._since_key = 0
+            self._forget_time()
+            self.last_pose = None
             self.gravity = GravityCheck(to_input=self.T_zup_input[:3, :3].T)
             self._graph = self.objects.snapshot(None, self.config.map_frame)
 
     def save(self, directory: str | Path) -> tuple[Path, Path]:
-        """Write map.ply (fused cloud), scene_graph.json, objects.json and tsdf.npz; returns (ply, graph json)."""
+        """Write map.ply (fused cloud), tsdf.npz, objects.json and scene_graph.json with a manifest, atomically
+        (g2vlm_core.mapping.map_store: a crash leaves the previous folder or the new one whole); returns (ply, graph
+        json). MapFolderError if ``directory`` holds something that is not a map."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         with self._lock, self._key_lock:
-            ply = self.fusion.save_ply(d / "map.ply", kind="cloud")
-            self.fusion.save_map(d / "tsdf.npz")
-            (d / "objects.json").write_text(json.dumps(self.objects.to_dict()))
-            graph = d / "scene_graph.json"
-            graph.write_text(json.dumps(self._graph.to_dict(), indent=1))
-        return ply, graph
+            graph = self._graph
+            map_store.write(d, {
+                "map.ply": lambda p: self.fusion.save_ply(p, kind="cloud"),
+                "tsdf.npz": self.fusion.save_map,
+                "objects.json": lambda p: p.write_text(json.dumps(self.objects.to_dict())),
+                "scene_graph.json": lambda p: p.write_text(json.dumps(graph.to_dict(), indent=1)),
+            }, {"objects": len(graph.objects), "frames_fused": self.frames_fused, "saved_unix_s": time.time()})
+        return d / "map.ply", d / "scene_graph.json"
 
-    def load(self, directory: str | Path) -> SceneGraph:
-        """Replace the map with one written by ``save`` (ValueError/OSError if missing or invalid)."""
+    def load(self, directory: str | Path, max_file_bytes: int | None = None) -> SceneGraph:
+        """Replace the map with one written by ``save``. Everything is read and checked first (manifest sizes and
+        checksums, ``max_file_bytes``, the object map's fields, the voxel grid's arrays); only a map that passes
+        replaces the current one, so on any error (ValueError or OSError naming it) the running map is untouched."""
         d = Path(directory)
-        for name in ("tsdf.npz", "objects.json"):
-            if not (d / name).is_file():
-                raise FileNotFoundError(f"{d / name} does not exist")
-        objects = ObjectMap.from_dict(json.loads((d / "objects.json").read_text()), self.config.object_map)
+        map_store.read(d, required=MAP_FILES, max_file_bytes=max_file_bytes)
+        try:
+            data = json.loads((d / "objects.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise MapFormatError(f"objects.json is not valid JSON ({e})") from None
+        objects = ObjectMap.from_dict(data, self.config.object_map)
+        grid = self.fusion.read_map(d / "tsdf.npz")
+        with self._key_cond:
+            self._key_pending = None  # a keyframe of the map being replaced
         with self._lock, self._key_lock:
-            self.fusion.load_map(d / "tsdf.npz")
+            objects.succeed(self._graph)
+            self.fusion.replace_grid(grid)
             self.objects = objects
+            self._last_key_pose, self._since_key = None, 0
             self._graph = self.objects.snapshot(None, self.config.map_frame)
         return self._graph

@@ -98,7 +98,9 @@ def main(argv=None) -> int:
     node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
                                                           *params, "-p", "sensor_reliable:=true",
                                                           "-p", "recognizer:=g2vlm",  # the synthetic world's model
-                                                          "-p", "cloud_period_s:=0.0"], capture=False)
+                                                          "-p", "cloud_period_s:=0.0",
+                                                          "-p", f"map_dir:={(a.out / 'map').resolve()}"],
+                            capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_demo")
     ex = SingleThreadedExecutor()
@@ -147,8 +149,7 @@ def main(argv=None) -> int:
         if asked:
             print(f"referring expressions: {right}/{asked} correct")
 
-        a.out.mkdir(parents=True, exist_ok=True)
-        saved = call(node.create_client(SaveMap, "save_map"), SaveMap.Request(directory=str(a.out.resolve())))
+        saved = call(node.create_client(SaveMap, "save_map"), SaveMap.Request())  # into map_dir: a.out/map
         if not saved.success:
             raise RuntimeError(f"save_map failed: {saved.message}")
         graph = SceneGraph.from_dict(json.loads(Path(saved.graph_path).read_text()))

@@ -80,8 +80,8 @@ class MapServerNode(Node):
         try:
             resp.object_count = len(self.load(path).objects)
             resp.success, resp.message = True, f"loaded {path}"
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            resp.success, resp.message = False, f"cannot load {path}: {e}"
+        except Exception as e:  # noqa: BLE001  any malformed file: a service callback must never end the node
+            resp.success, resp.message = False, f"cannot load {path}: {e!r}"
         return resp
 
 

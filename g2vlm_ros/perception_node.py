@@ -5,10 +5,12 @@ SpatialQuery / reset / save_map / load_map services. All the work is g2vlm_core.
 """
 from __future__ import annotations
 
+import re
 import resource
 import sys
 import threading
 import time
+import traceback
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from g2vlm_core.geometry.camera import UNDISTORT_MODELS, GeometryError, Undistorter
 from g2vlm_core.geometry.fusion import FusionConfig
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.recognition.factory import make_labeller
@@ -39,9 +42,9 @@ from g2vlm_ros.msg import SceneGraph as SceneGraphMsg
 from g2vlm_ros.params import ParameterError, ParamSpec, declare_and_read
 from g2vlm_ros.process import spin_node
 from g2vlm_ros.qos import LATCHED, RELIABLE, sensor_qos
-from g2vlm_ros.query_service import QueryService
+from g2vlm_ros.query_service import QueryOffloadExecutor, QueryService
 from g2vlm_ros.srv import LoadMap, SaveMap
-from g2vlm_ros.sync import ApproxSync, LatestSlot
+from g2vlm_ros.sync import FrameSync, LatestSlot
 
 # Topics the node uses (relative: a namespace or remap applies). The launch-file test checks remaps against these.
 INPUT_TOPICS = ("color/image_raw", "depth/image_raw", "color/camera_info", "camera_pose_in")
@@ -113,6 +116,21 @@ PARAMS = (
     ParamSpec("map_dir", "g2vlm_map", "Folder used by save_map / load_map when the request names none."),
     ParamSpec("save_on_shutdown", False, "Save the map to map_dir on SIGINT / SIGTERM."),
     ParamSpec("query_max_results", 5, "Results returned when a query asks for 0.", 1, 100),
+    ParamSpec("max_stamp_ahead_s", 10.0, "Frames and poses stamped further ahead of this node's clock are skipped "
+              "('stamp_future') and move no time state; 0 disables the check.", 0.0, 1.0e9),
+    ParamSpec("clock_jump_s", 1.0, "A frame stamped this much before the last one means the source clock jumped back "
+              "(a looping bag, a restarted driver): handled by on_clock_jump; smaller steps back are skipped as "
+              "'stamp_backwards'.", 0.001, 1.0e6),
+    ParamSpec("on_clock_jump", "new_recording", "On a clock jump back: 'new_recording' (forget the time state, keep "
+              "the map and go on mapping) or 'reset' (also clear the map).", choices=("new_recording", "reset")),
+    ParamSpec("map_paths_anywhere", False, "Let save_map / load_map use folders outside map_dir (by default a "
+              "request's folder must resolve inside map_dir)."),
+    ParamSpec("max_map_file_mb", 256, "load_map refuses a map whose files are larger than this (MB).", 1, 1_000_000),
+    ParamSpec("max_image_pixels", 4_194_304, "Images with more pixels (width x height) are skipped as "
+              "'image_too_large'.", 1, 1_000_000_000),
+    ParamSpec("query_max_busy_share", 1.0, "Share of the time spatial queries may take (over the last second; they "
+              "run one at a time on a thread of their own); beyond it a query is answered at once with success false "
+              "and 'busy, retry'. 1: no limit.", 0.05, 1.0),
 )
 
 
@@ -150,6 +168,13 @@ class NodeConfig:
     map_dir: str
     save_on_shutdown: bool
     query_max_results: int
+    max_stamp_ahead_s: float
+    clock_jump_s: float
+    on_clock_jump: str
+    map_paths_anywhere: bool
+    max_map_file_mb: int
+    max_image_pixels: int
+    query_max_busy_share: float
 
     def pipeline_config(self) -> PipelineConfig:
         device = {"auto": "auto", "cpu": "CPU:0", "cuda": "CUDA:0"}[self.device]
@@ -161,7 +186,8 @@ class NodeConfig:
             segmenter=SegmenterConfig(floor_height_m=None) if self.pose_source == "odometry" else SegmenterConfig(),
             keyframe_every_n=self.keyframe_every_n, async_keyframes=self.async_keyframes,
             keyframe_min_novelty=self.keyframe_min_novelty, keyframe_pool=self.keyframe_pool,
-            keyframe_refresh_s=self.keyframe_refresh_s, up_axis=self.up_axis, map_frame=self.output_frame)
+            keyframe_refresh_s=self.keyframe_refresh_s, up_axis=self.up_axis, map_frame=self.output_frame,
+            clock_jump_s=self.clock_jump_s, on_clock_jump=self.on_clock_jump)
 
     @property
     def output_frame(self) -> str:
@@ -196,6 +222,23 @@ def require_cuda(torch_needed: bool) -> None:
                              "'GPU or Jetson'")
 
 
+class UnsupportedDistortion(ValueError):
+    pass
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MB, from /proc/self/status. ru_maxrss is no substitute
+    for the peak: it survives exec, so a node started by a large process reported that process's size."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        kb = {k: float(v.split()[0]) for k, v in (line.split(":", 1) for line in status.splitlines())
+              if k in ("VmRSS", "VmHWM")}
+        return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+    except (OSError, ValueError, KeyError):  # no procfs (macOS): the peak is the best there is
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
 class PerceptionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("g2vlm_perception", **kwargs)
@@ -214,12 +257,18 @@ class PerceptionNode(Node):
         self._stage_ms: dict[str, deque[float]] = {}  # per fused frame: the worker's stages (see _process)
         self._fused_stamps: deque[float] = deque(maxlen=100)
         self._last_warn: dict[str, float] = {}
+        self._last_detail: dict[str, str] = {}
+        self.poses_normalised = 0
+        self._pose_newest: float | None = None
+        self._undistort = Undistorter()
         self._graph_seq_published = -1
         self._tf_buffer = None
 
         qos = sensor_qos(self.cfg.sensor_reliable)
         self._slot = LatestSlot()
-        self._sync = ApproxSync(self.cfg.sync_slop_s, self._on_pair, on_stale=self._on_stale)
+        self._sync = FrameSync(self.cfg.sync_slop_s, self._on_pair, on_drop=self._on_sync_drop,
+                               jump_back_s=self.cfg.clock_jump_s, max_ahead_s=self.cfg.max_stamp_ahead_s,
+                               now=self._now_s)
         # Images and the small messages a frame waits for (pose, camera_info) in separate groups: under a
         # multi-threaded executor (e.g. when composed with other nodes) one group would keep serving the busy image
         # subscriptions first and a frame's pose would arrive a second late. main() spins one thread.
@@ -251,7 +300,8 @@ class PerceptionNode(Node):
         engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results),
                              text_embedder=None if labeller is None else labeller.embed_text,
                              grounder=None if labeller is None else labeller.ground)
-        self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint)
+        self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint,
+                                  max_busy_share=self.cfg.query_max_busy_share)
         services = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "reset", self._on_reset, callback_group=services)
         self.create_service(SaveMap, "save_map", self._on_save, callback_group=services)
@@ -267,7 +317,7 @@ class PerceptionNode(Node):
         self._announce_output_frame()
         self.get_logger().info(f"listening on {self.resolve_topic_name(self.cfg.rgb_topic)}, "
                                f"{self.resolve_topic_name(self.cfg.depth_topic)}, pose from {self.cfg.pose_source}; "
-                               f"fusion on {self.pipeline.fusion.device}")
+                               f"fusion on {self.pipeline.fusion.device}; pairing with {self._sync.backend}")
 
     def _announce_output_frame(self) -> None:
         """With up_axis other than +z the outputs are in '<map_frame>_zup': put it on /tf_static when tf2_ros is
@@ -313,39 +363,73 @@ class PerceptionNode(Node):
         return labeller
 
     # ------------------------------------------------------------------------------------------- inputs
+    def _warn_throttled(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(key, -1e9) > 5.0:  # one warning per kind every 5 s
+            self._last_warn[key] = now
+            self.get_logger().warning(text)
+
     def _reject(self, reason: str, detail: str, stamp=None) -> None:
         self.rejected[reason] += 1
+        self._last_detail[reason] = detail
         if stamp is not None:
             self.pub_processed.publish(Header(stamp=stamp, frame_id=reason))
-        now = time.monotonic()
-        if now - self._last_warn.get(reason, -1e9) > 5.0:  # throttled: one warning per reason every 5 s
-            self._last_warn[reason] = now
-            self.get_logger().warning(f"frame skipped ({reason}, {self.rejected[reason]} so far): {detail}")
+        # details that differ only in numbers share a throttle: "all NaN" and "all zero" depth each get a line
+        self._warn_throttled(reason + ":" + re.sub(r"[-+.\d]+", "#", detail),
+                             f"frame skipped ({reason}, {self.rejected[reason]} so far): {detail}")
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_image(self, index: int, msg: Image) -> None:
         self.received["rgb" if index == 0 else "depth"] += 1
+        pixels = int(msg.width) * int(msg.height)
+        if pixels > self.cfg.max_image_pixels:
+            if index == 1:  # count a frame once: by its depth image
+                self._reject("image_too_large", f"{msg.width}x{msg.height} images have more than max_image_pixels="
+                             f"{self.cfg.max_image_pixels} pixels", msg.header.stamp)
+            return
         self._sync.add(index, msg)
 
-    def _on_stale(self, index: int, msg: Image) -> None:
-        if index == 1:  # count a frame once: by its depth image
-            self._reject("stamp_backwards", f"depth stamped {cv.stamp_to_sec(msg.header.stamp):.3f} is older than "
-                         "the last synchronised frame", msg.header.stamp)
+    def _on_sync_drop(self, index: int, msg: Image, reason: str, detail: str) -> None:
+        stream = ("rgb", "depth")[index]
+        t = f"{stream} stamped {cv.stamp_to_sec(msg.header.stamp):.3f}"
+        if reason == "unpaired":
+            self._reject(f"unpaired_{stream}", f"{t}: {detail}", msg.header.stamp)
+        elif index == 1:  # a future rgb leaves its depth unpaired, counted there
+            self._reject(reason, f"{t}: {detail}", msg.header.stamp)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _on_pose(self, msg: PoseStamped) -> None:
+        stamp = cv.stamp_to_sec(msg.header.stamp)
+        now = self._now_s()
+        if self.cfg.max_stamp_ahead_s > 0 and now > 0 and stamp - now > self.cfg.max_stamp_ahead_s:
+            self._reject("bad_pose", f"pose stamped {stamp - now:.3f} s ahead of this node's clock")
+            return
+        q = msg.pose.orientation
+        norm = float(np.linalg.norm([q.x, q.y, q.z, q.w]))
         try:
-            T = cv.pose_to_matrix(msg.pose)
+            T = cv.pose_to_matrix(msg.pose)  # normalises the quaternion
         except cv.ConversionError as e:
             self._reject("bad_pose", str(e))
             return
-        self._poses.append((cv.stamp_to_sec(msg.header.stamp), T))
+        if abs(norm - 1.0) > 1e-3:
+            self.poses_normalised += 1
+            self._warn_throttled("pose_normalised", f"pose quaternion of norm {norm:.4f} normalised "
+                                 f"({self.poses_normalised} so far): the pose source should send unit quaternions")
+        if self._pose_newest is not None and stamp < self._pose_newest - self.cfg.clock_jump_s:
+            self._poses.clear()  # the pose source's clock jumped back: its old poses belong to another recording
+            self._pose_newest = None
+        self._pose_newest = stamp if self._pose_newest is None else max(self._pose_newest, stamp)
+        self._poses.append((stamp, T))
 
     def _on_pair(self, rgb: Image, depth: Image) -> None:
         self.received["pairs"] += 1
-        if self._slot.put((rgb, depth, time.monotonic())):
-            self.rejected["dropped_busy"] += 1  # the worker was still busy: the older frame is replaced
+        replaced = self._slot.put((rgb, depth, time.monotonic()))
+        if replaced is not None:  # the worker was still busy: the older frame is replaced
+            self._reject("dropped_busy", "a newer frame arrived while the worker was busy", replaced[1].header.stamp)
 
     def _pose_for(self, stamp_s: float, frame_id: str) -> np.ndarray | None:
         if self.cfg.pose_source == "odometry":
@@ -386,6 +470,14 @@ class PerceptionNode(Node):
                                      f"{depth.width}x{depth.height} differ: register depth to colour")
         # the newest camera_info when the frame is handled: drivers and bags may send it just after the images
         intr = cv.camera_info_to_intrinsics(self._wait_for(self._info), depth_m.shape)
+        if any(intr.distortion):
+            if intr.distortion_model not in UNDISTORT_MODELS:
+                raise UnsupportedDistortion(f"CameraInfo.distortion_model {intr.distortion_model!r} with non-zero "
+                                            f"coefficients: only {', '.join(UNDISTORT_MODELS)} are undistorted")
+            try:
+                rgb_np, depth_m, intr = self._undistort(rgb_np, depth_m, intr)
+            except (ImportError, GeometryError) as e:  # no OpenCV, or a coefficient count the model does not have
+                raise UnsupportedDistortion(f"cannot undistort {intr.distortion_model}: {e}") from e
         stamp = cv.stamp_to_sec(depth.header.stamp)
         T = self._wait_for(lambda: self._pose_for(stamp, depth.header.frame_id))
         return RGBDFrame(rgb_np, depth_m, intr, T, stamp)
@@ -414,6 +506,9 @@ class PerceptionNode(Node):
         except NoCameraInfo as e:
             self._reject("no_camera_info", str(e), stamp)
             return
+        except UnsupportedDistortion as e:
+            self._reject("unsupported_distortion", str(e), stamp)
+            return
         except LookupError as e:
             self._reject("no_pose", str(e), stamp)
             return
@@ -422,8 +517,14 @@ class PerceptionNode(Node):
             return
         t1 = time.perf_counter()
         report = self.pipeline.process(frame, t_received=t_recv)
+        if report.clock_jump_s > 0:
+            self.get_logger().warning(
+                f"the frames' clock jumped back {report.clock_jump_s:.3f} s (to t={frame.stamp_s:.3f}; "
+                f"{self.pipeline.clock_jumps} so far): a new recording, "
+                + ("map cleared (on_clock_jump: reset)" if self.cfg.on_clock_jump == "reset" else "mapping goes on"))
+            self._publish_graph()
         if not report.fused:
-            self._reject(report.skipped_reason, f"frame at t={frame.stamp_s:.3f}", stamp)
+            self._reject(report.skipped_reason, f"frame at t={frame.stamp_s:.3f}: {report.skipped_detail}", stamp)
             return
         t2 = time.perf_counter()
         self._fused_stamps.append(time.monotonic())
@@ -464,10 +565,12 @@ class PerceptionNode(Node):
         self.pub_cloud.publish(cv.xyz_to_pointcloud2(pts, cols, self._header()))
 
     def _publish_diagnostics(self) -> None:
+        self._sync.flush()  # images whose partner never came (a stream that stopped) are reported unpaired
         lat = np.array(self._latencies_ms)
         fused = list(self._fused_stamps)
         rate = (len(fused) - 1) / (fused[-1] - fused[0]) if len(fused) > 1 and fused[-1] > fused[0] else 0.0
         stats = self.pipeline.fusion.stats()
+        rss, rss_peak = rss_mb()
         values = {
             "frames_received": self.received["pairs"], "frames_fused": self.pipeline.frames_fused,
             "keyframes": self.pipeline.keyframes, "keyframes_dropped": self.pipeline.keyframes_dropped,
@@ -477,9 +580,13 @@ class PerceptionNode(Node):
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
             "queue_depth": int(self._slot.full()), "objects": len(self.pipeline.snapshot().objects),
             "map_blocks": stats.active_blocks, "map_mb": f"{stats.active_mb:.1f}",
-            "rss_mb": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
+            "rss_mb": f"{rss:.0f}", "rss_peak_mb": f"{rss_peak:.0f}",
+            "clock_jumps_back": self.pipeline.clock_jumps, "keyframe_errors": self.pipeline.skipped["keyframe_error"],
+            "poses_normalised": self.poses_normalised, "sync_backend": self._sync.backend,
+            "queries_answered": self.query.answered, "queries_busy": self.query.busy,
         }
         values.update({f"rejected_{k}": v for k, v in sorted(self.rejected.items())})
+        values.update({f"detail_{k}": v for k, v in sorted(self._last_detail.items())})
         level = DiagnosticStatus.OK if not self.rejected and self.pipeline.gravity.state != "mismatch" \
             else DiagnosticStatus.WARN
         status = DiagnosticStatus(level=level, name="g2vlm_perception", hardware_id="",
@@ -522,30 +629,57 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------------------------------- services
     def _on_reset(self, req, resp):
-        self.pipeline.reset()
-        self._publish_graph()
-        resp.success, resp.message = True, "map cleared"
+        try:
+            self.pipeline.reset()
+            self._sync.reset()  # its queued images are reported unpaired
+            self._poses.clear()
+            self._pose_newest = None
+            pending = self._slot.get(timeout=0.0)
+            if pending is not None:
+                self._reject("dropped_reset", "taken by a reset before it was fused", pending[1].header.stamp)
+            self._publish_graph()
+            resp.success, resp.message = True, "map and time state cleared"
+        except Exception as e:  # noqa: BLE001  a service callback must never end the node
+            resp.success, resp.message = False, self._service_error("reset", e)
         return resp
 
+    def _service_error(self, action: str, e: Exception) -> str:
+        """The reply's reason; logged, with the traceback when it is not an expected OSError / ValueError."""
+        if isinstance(e, (OSError, ValueError)):
+            self.get_logger().warning(f"cannot {action}: {e}")
+            return f"cannot {action}: {e}"
+        self.get_logger().error(f"cannot {action}: {e!r}\n{traceback.format_exc()}")
+        return f"cannot {action}: internal error {e!r}"
+
+    def map_path(self, directory: str = "") -> Path:
+        """The folder a save_map / load_map request names: relative to map_dir, and inside it unless
+        map_paths_anywhere (PermissionError otherwise)."""
+        base = Path(self.cfg.map_dir).expanduser().resolve()
+        path = (base / Path(directory).expanduser()).resolve() if directory else base
+        if not self.cfg.map_paths_anywhere and path != base and base not in path.parents:
+            raise PermissionError(f"{directory!r} resolves to {path}, outside map_dir {base} "
+                                  "(map_paths_anywhere:=true allows other folders)")
+        return path
+
     def save(self, directory: str = "") -> tuple[Path, Path]:
-        return self.pipeline.save(Path(directory or self.cfg.map_dir))
+        return self.pipeline.save(self.map_path(directory))
 
     def _on_save(self, req, resp):
         try:
             ply, graph = self.save(req.directory)
             resp.success, resp.cloud_path, resp.graph_path = True, str(ply), str(graph)
             resp.message = f"saved {len(self.pipeline.snapshot().objects)} objects"
-        except (OSError, ValueError) as e:
-            resp.success, resp.message = False, f"cannot save: {e}"
+        except Exception as e:  # noqa: BLE001  a service callback must never end the node
+            resp.success, resp.message = False, self._service_error("save", e)
         return resp
 
     def _on_load(self, req, resp):
         try:
-            graph = self.pipeline.load(Path(req.directory or self.cfg.map_dir))
+            graph = self.pipeline.load(self.map_path(req.directory), max_file_bytes=self.cfg.max_map_file_mb * 2**20)
             resp.success, resp.object_count, resp.message = True, len(graph.objects), "loaded"
             self._publish_graph()
-        except (OSError, ValueError, KeyError) as e:
-            resp.success, resp.message = False, f"cannot load: {e}"
+        except Exception as e:  # noqa: BLE001  a service callback must never end the node; the map is untouched
+            resp.success, resp.message = False, self._service_error("load", e)
         return resp
 
     def shutdown(self) -> None:
@@ -561,8 +695,10 @@ def main(args=None) -> int:
     # One executor thread: every callback only stores its message (the worker thread and the keyframe thread do the
     # work), and rclpy's MultiThreadedExecutor busy-loops in Python over ready callbacks it may not run yet, which
     # took the GIL from them: benchmarks/bench_node.py (640x480, 2-core CPU) 9.8 fused frames/s with 4 executor
-    # threads, 30.9 with one, same run conditions.
-    return spin_node(PerceptionNode, num_threads=1, args=args)
+    # threads, 30.9 with one, same run conditions. Spatial queries, the one callback that does real work, run on a
+    # query thread of their own (QueryOffloadExecutor), so a slow query never holds up the camera callbacks.
+    return spin_node(PerceptionNode, num_threads=1, args=args,
+                     make_executor=lambda node: QueryOffloadExecutor([node.query.group]))
 
 
 if __name__ == "__main__":

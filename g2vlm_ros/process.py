@@ -65,10 +65,10 @@ class StopSignals:
             read.close()
 
 
-def spin_node(make_node: Callable, num_threads: int, args=None) -> int:
-    """rclpy.init, build the node, spin it (one thread: SingleThreadedExecutor, else a MultiThreadedExecutor of
-    ``num_threads``) until SIGINT or SIGTERM, then call its ``shutdown()`` (if it has one) and clean up; returns the
-    process exit status. SIGTERM (systemd, docker stop, launch) ends the node like Ctrl-C, and the signals that follow
+def spin_node(make_node: Callable, num_threads: int, args=None, make_executor: Callable | None = None) -> int:
+    """rclpy.init, build the node, spin it (``make_executor(node)``, else one thread: SingleThreadedExecutor, else a
+    MultiThreadedExecutor of ``num_threads``) until SIGINT or SIGTERM, then call its ``shutdown()`` (if it has one)
+    and clean up; returns the process exit status. SIGTERM (systemd, docker stop, launch) ends the node like Ctrl-C, and the signals that follow
     are ignored (StopSignals), so shutdown work such as saving the map always completes (only SIGKILL ends it).
     A parameter the node refuses is logged as one error line, exit status 2, no traceback."""
     signals = StopSignals()
@@ -77,7 +77,8 @@ def spin_node(make_node: Callable, num_threads: int, args=None) -> int:
     status = 0
     try:
         node = make_node()
-        executor = (SingleThreadedExecutor() if num_threads <= 1 else MultiThreadedExecutor(num_threads=num_threads))
+        executor = (make_executor(node) if make_executor is not None else
+                    SingleThreadedExecutor() if num_threads <= 1 else MultiThreadedExecutor(num_threads=num_threads))
         executor.add_node(node)
         signals.spin(executor)
     except ExternalShutdownException:

@@ -46,10 +46,9 @@ class QueryOffloadExecutor(SingleThreadedExecutor):
         self._groups = set(groups)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._handed: set = set()  # tasks given to the query thread that it has not finished
-        self._thread = threading.Thread(target=self._run, name="g2vlm_queries", daemon=True)
+        # not a daemon: one still waiting at interpreter exit made the exit code 1; it ends with the context
+        self._thread = threading.Thread(target=self._run, name="g2vlm_queries")
         self._thread.start()
-        # the thread ends with the context (a daemon thread still waiting at interpreter exit made the exit code 1)
-        self._context.on_shutdown(lambda: self._jobs.put(None))
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
         try:
@@ -69,7 +68,15 @@ class QueryOffloadExecutor(SingleThreadedExecutor):
             raise exception
 
     def _run(self) -> None:
-        while (handler := self._jobs.get()) is not None:
+        while True:
+            try:
+                handler = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                if self._context.ok():
+                    continue
+                return
+            if handler is None:
+                return
             try:
                 handler()
             finally:

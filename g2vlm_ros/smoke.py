@@ -60,7 +60,8 @@ def main(argv=None) -> int:
                                        seed=a.seed)).scene(a.seed)
     node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
                                                           "-p", "keyframe_every_n:=3", "-p", "cloud_period_s:=1.0",
-                                                          "-p", "recognizer:=g2vlm"],
+                                                          "-p", "recognizer:=g2vlm",
+                                                          "-p", f"map_dir:={a.out.resolve()}"],
                             capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_smoke")
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
         for q in queries:
             r = _call(ex, query, SpatialQuery.Request(query=q))
             print(f"Q: {q!r}\n   -> achievable={r.query_achievable} ids={list(r.object_ids)[:5]} answer: {r.answer}")
-        saved = _call(ex, node.create_client(SaveMap, "save_map"), SaveMap.Request(directory=str(a.out)))
+        saved = _call(ex, node.create_client(SaveMap, "save_map"), SaveMap.Request())  # into map_dir
         print(f"save_map: {saved.success} {saved.cloud_path} {saved.graph_path} {saved.message}")
         ok = got["graph"] is not None and got["cloud"] is not None and got["poses"] > 0 and saved.success
         print("smoke run " + ("OK" if ok else "FAILED"))

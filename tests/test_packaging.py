@@ -53,7 +53,7 @@ def test_package_xml_declares_exactly_the_ros_packages_the_code_imports():
     declared = run | _package_xml_depends("test_depend")
     assert tested <= declared, f"the tests import {sorted(tested - declared)}, not in package.xml"
     python = {d for d in _package_xml_depends("depend", "exec_depend") if d.startswith("python3-")}
-    modules = {"python3-numpy": "numpy", "python3-scipy": "scipy", "python3-yaml": "yaml"}
+    modules = {"python3-numpy": "numpy", "python3-scipy": "scipy", "python3-yaml": "yaml", "python3-opencv": "cv2"}
     assert python <= set(modules), f"add the module of {sorted(python - set(modules))} here"
     assert {modules[d] for d in python} <= _imported([*shipped, *(REPO / "g2vlm_core").rglob("*.py")])
 

@@ -8,7 +8,7 @@ Conventions used across the whole project:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -70,6 +70,48 @@ class CameraIntrinsics:
         if image.shape[:2] != self.shape:
             raise GeometryError(f"{name} is {image.shape[1]}x{image.shape[0]} but the camera is "
                                 f"{self.width}x{self.height}")
+
+
+# sensor_msgs/distortion_models names OpenCV can invert (the fused model is the pinhole: every other model with
+# non-zero coefficients is refused by the node)
+UNDISTORT_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+
+
+class Undistorter:
+    """Resamples the images of a distorted camera onto its pinhole model (same K and size) with OpenCV.
+
+    Colour is interpolated bilinearly; depth takes the nearest pixel, because averaging depths across an object's
+    edge would invent surfaces between it and the background. Pixels with no source become 0 (missing depth).
+    The remap tables are cached for the latest intrinsics."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[CameraIntrinsics, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, rgb: np.ndarray, depth_m: np.ndarray,
+                 intr: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray, CameraIntrinsics]:
+        """(rgb, depth_m, pinhole intrinsics) of the undistorted images; GeometryError for another model."""
+        import cv2
+
+        if intr.distortion_model not in UNDISTORT_MODELS:
+            raise GeometryError(f"distortion model {intr.distortion_model!r} cannot be undistorted; "
+                                f"supported: {', '.join(UNDISTORT_MODELS)}")
+        if self._cache is None or self._cache[0] != intr:
+            D = np.asarray(intr.distortion, dtype=np.float64)
+            size = (intr.width, intr.height)
+            if intr.distortion_model == "equidistant":
+                if D.size != 4:
+                    raise GeometryError(f"equidistant distortion needs 4 coefficients, got {D.size}")
+                maps = cv2.fisheye.initUndistortRectifyMap(intr.K, D, np.eye(3), intr.K, size, cv2.CV_32FC1)
+            else:
+                if D.size not in (4, 5, 8, 12, 14):
+                    raise GeometryError(f"{intr.distortion_model} distortion needs 4, 5, 8, 12 or 14 coefficients, "
+                                        f"got {D.size}")
+                maps = cv2.initUndistortRectifyMap(intr.K, D, None, intr.K, size, cv2.CV_32FC1)
+            self._cache = (intr, *maps)
+        _, mx, my = self._cache
+        rgb_u = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        depth_u = cv2.remap(depth_m, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return rgb_u, depth_u, replace(intr, distortion=())
 
 
 def pixel_rays(intr: CameraIntrinsics) -> np.ndarray:

@@ -97,6 +97,7 @@ class TSDFFusion:
         self.config = config or FusionConfig()
         self.device = resolve_device(self.config.device)
         self.skipped: collections.Counter[str] = collections.Counter()
+        self.last_skip_detail = ""  # why the latest skipped frame was skipped
         self.frames_integrated = 0
         self.blocks_pruned = 0
         self._lock = threading.RLock()
@@ -134,6 +135,7 @@ class TSDFFusion:
     def _skip(self, reason: str, message: str, structural: bool) -> bool:
         self.skipped[reason] += 1
         self.last_skip_reason = reason
+        self.last_skip_detail = message
         if structural and self.config.raise_on_invalid:
             raise GeometryError(message)
         log.warning("fusion skipped a frame (%s): %s", reason, message)
@@ -204,7 +206,8 @@ class TSDFFusion:
             n_valid = int(np.count_nonzero(usable))
             if n_valid < c.min_valid_pixels:
                 reason = "no_valid_depth" if n_valid == 0 else "too_few_valid_depth"
-                return self._skip(reason, f"{n_valid} usable depth pixels", False)
+                return self._skip(reason, depth_problem(depth, c.depth_min_m, c.depth_max_m, n_valid,
+                                                        c.min_valid_pixels), False)
             mm, _ = self._buffer("depth_scaled", depth.shape, np.float32)
             with np.errstate(invalid="ignore", over="ignore"):
                 np.multiply(depth, np.float32(1000.0), out=mm, casting="unsafe")
@@ -549,8 +552,81 @@ class TSDFFusion:
             self.vbg.save(str(path))
         return path
 
-    def load_map(self, path: str | Path) -> None:
-        """Replace the map by one saved with ``save_map`` (voxel size and layout come from the file)."""
+    def read_map(self, path: str | Path) -> o3d.t.geometry.VoxelBlockGrid:
+        """A voxel grid saved by ``save_map``, checked with numpy before Open3D parses it (keys, dtypes, shapes,
+        finite values), on this fusion's device; the current map is not touched. GeometryError names the problem."""
+        blocks, voxel_size_m, resolution = check_grid_file(path)
+        if blocks == 0:  # Open3D refuses to load a grid without blocks
+            return o3d.t.geometry.VoxelBlockGrid(
+                [a[0] for a in _ATTRS], [a[1] for a in _ATTRS], [a[2] for a in _ATTRS], voxel_size_m, resolution,
+                self.config.block_count, self.device)
+        try:
+            return o3d.t.geometry.VoxelBlockGrid.load(str(path)).to(self.device)
+        except RuntimeError as e:
+            raise GeometryError(f"{path}: Open3D cannot read the voxel grid ({e})") from None
+
+    def replace_grid(self, vbg: o3d.t.geometry.VoxelBlockGrid) -> None:
+        """Swap in a grid from ``read_map`` (voxel size and layout come from it)."""
         with self._lock:
-            self.vbg = o3d.t.geometry.VoxelBlockGrid.load(str(path)).to(self.device)
+            self.vbg = vbg
             self._version += 1
+
+    def load_map(self, path: str | Path) -> None:
+        """Replace the map by one saved with ``save_map``; an invalid file leaves the current map as it was."""
+        self.replace_grid(self.read_map(path))
+
+
+def depth_problem(depth: np.ndarray, min_m: float, max_m: float, n_valid: int, needed: int) -> str:
+    """What is wrong with a depth image too few of whose pixels are usable: which invalid values it holds."""
+    with np.errstate(invalid="ignore"):
+        groups = (("NaN", np.isnan(depth)), ("infinite", np.isinf(depth)), ("zero or negative", depth <= 0),
+                  (f"nearer than depth_min_m {min_m} m", (depth > 0) & (depth < min_m)),
+                  (f"farther than depth_max_m {max_m} m", np.isfinite(depth) & (depth > max_m)))
+        counts = [(name, int(np.count_nonzero(mask))) for name, mask in groups]
+    for name, n in counts:
+        if n == depth.size:
+            return f"all {depth.size} depth pixels are {name}"
+    return (f"{n_valid} of {depth.size} depth pixels usable, {needed} needed; "
+            + ", ".join(f"{n} {name}" for name, n in counts if n))
+
+
+def check_grid_file(path: str | Path) -> tuple[int, float, int]:
+    """(blocks, voxel size in m, block resolution) of a grid file; GeometryError unless ``path`` is a VoxelBlockGrid .npz of this module's layout with finite values.
+
+    Open3D's loader trusts the file (a truncated or hand-edited grid can abort the process), so the arrays are read
+    and checked here first, without unpickling anything."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile, zlib and numpy raise several unrelated types for a damaged file
+        raise GeometryError(f"{path.name} is not a readable voxel grid ({type(e).__name__}: {e})") from None
+    names = [a[0] for a in _ATTRS]
+    expected = {"key", "block_resolution", "voxel_size"} | {f"attr_name_{n}" for n in names} | \
+        {f"value_{i:03d}" for i in range(len(names))}
+    devices = {k for k in arrays if k not in expected}
+    missing = expected - set(arrays)
+    if missing or len(devices) > 1:
+        raise GeometryError(f"{path.name}: not a voxel grid of this layout (missing {sorted(missing)}, "
+                            f"unexpected {sorted(devices)})")
+    res = arrays["block_resolution"].reshape(-1)
+    voxel = arrays["voxel_size"].reshape(-1)
+    if res.size != 1 or not 2 <= int(res[0]) <= 64 or voxel.size != 1 or not (np.isfinite(voxel[0]) and voxel[0] > 0):
+        raise GeometryError(f"{path.name}: invalid block_resolution {res.tolist()} or voxel_size {voxel.tolist()}")
+    r = int(res[0])
+    keys = arrays["key"]
+    if keys.dtype != np.int32 or keys.ndim != 2 or keys.shape[1] != 3:
+        raise GeometryError(f"{path.name}: 'key' must be (B, 3) int32, got {keys.shape} {keys.dtype}")
+    if len(np.unique(keys, axis=0)) != len(keys):
+        raise GeometryError(f"{path.name}: block keys are not unique")
+    for i, (name, _, channels, _) in enumerate(_ATTRS):
+        index = arrays[f"attr_name_{name}"].reshape(-1)
+        if index.size != 1 or int(index[0]) != i:
+            raise GeometryError(f"{path.name}: attribute {name} is stored as {index.tolist()}, expected {i}")
+        v = arrays[f"value_{i:03d}"]
+        if v.dtype != np.float32 or v.shape != (len(keys), r, r, r, channels):
+            raise GeometryError(f"{path.name}: {name} must be {(len(keys), r, r, r, channels)} float32, "
+                                f"got {v.shape} {v.dtype}")
+        if not np.isfinite(v).all():
+            raise GeometryError(f"{path.name}: {name} holds NaN or infinite values")
+    return len(keys), float(voxel[0]), r

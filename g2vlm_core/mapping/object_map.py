@@ -244,23 +244,111 @@ class _Object:
                 "first_seen_s": self.first_seen_s, "last_seen_s": self.last_seen_s}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "_Object":
-        o = cls(int(d["id"]), str(d["kind"]), float(d["voxel_m"]), float(d["first_seen_s"]))
-        o.keys = pack_keys(np.asarray(d["voxels"], dtype=np.int64).reshape(-1, 3))
-        o.psum = np.asarray(d["psum"], dtype=np.float64).reshape(-1, 3)
-        o.csum = np.asarray(d["csum"], dtype=np.float64).reshape(-1, 3)
-        o.cnt = np.asarray(d["cnt"], dtype=np.int64).reshape(-1)
-        if not (len(o.keys) == len(o.psum) == len(o.csum) == len(o.cnt)) or len(o.keys) == 0 or (o.cnt <= 0).any():
-            raise ValueError(f"object {o.id}: inconsistent or empty voxel arrays")
+    def from_dict(cls, d) -> "_Object":
+        """Rebuild from ``to_dict`` output; MapFormatError naming the field for anything of the wrong type, shape or
+        value (a map file is outside input: a NaN or a missing list must not reach the map)."""
+        d = _mapping(d, "object")
+        oid = _integer(d, "id", "object", lo=1)
+        where = f"object {oid}"
+        kind = _get(d, "kind", where, str)
+        if kind not in MAPPED_KINDS:
+            raise MapFormatError(f"{where}: 'kind' must be one of {MAPPED_KINDS}, got {kind!r}")
+        o = cls(oid, kind, _number(d, "voxel_m", where, positive=True), _number(d, "first_seen_s", where))
+        voxels = _array(d, "voxels", where, np.int64, (-1, 3))
+        n = len(voxels)
+        if n == 0:
+            raise MapFormatError(f"{where}: 'voxels' is empty")
+        if np.abs(voxels).max() >= (1 << 20):
+            raise MapFormatError(f"{where}: 'voxels' keys out of range")
+        o.keys = pack_keys(voxels)
+        o.psum = _array(d, "psum", where, np.float64, (n, 3))
+        o.csum = _array(d, "csum", where, np.float64, (n, 3))
+        o.cnt = _array(d, "cnt", where, np.int64, (n,))
+        if (o.cnt <= 0).any() or len(np.unique(o.keys)) != n:
+            raise MapFormatError(f"{where}: 'cnt' must be positive and 'voxels' unique")
         order = np.argsort(o.keys)
         o.keys, o.psum, o.csum, o.cnt = o.keys[order], o.psum[order], o.csum[order], o.cnt[order]
-        o.label_votes = {str(k): float(v) for k, v in d.get("label_votes", {}).items()}
-        o.emb_sum = None if d.get("emb_sum") is None else np.asarray(d["emb_sum"], dtype=np.float64)
-        o.emb_n = int(d.get("emb_n", 0))
-        o.amodal = [np.asarray(a, dtype=np.float64).reshape(8) for a in d.get("amodal", [])]
-        o.observations, o.expected = int(d["observations"]), int(d["expected"])
-        o.last_seen_s = float(d["last_seen_s"])
+        votes = _mapping(d.get("label_votes", {}), f"{where}.label_votes")
+        o.label_votes = {}
+        for k, v in votes.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+                raise MapFormatError(f"{where}.label_votes[{k!r}] must be a finite number, got {v!r}")
+            o.label_votes[str(k)] = float(v)
+        o.emb_sum = None if d.get("emb_sum") is None else _array(d, "emb_sum", where, np.float64, (-1,))
+        o.emb_n = _integer(d, "emb_n", where, lo=0, default=0)
+        amodal = _get(d, "amodal", where, list, default=[])
+        o.amodal = [_array({"amodal": a}, "amodal", where, np.float64, (8,)) for a in amodal]
+        o.observations = _integer(d, "observations", where, lo=0)
+        o.expected = _integer(d, "expected", where, lo=0)
+        o.last_seen_s = _number(d, "last_seen_s", where)
         return o
+
+
+class MapFormatError(ValueError):
+    """A saved map (objects.json) has a field of the wrong type, shape or value; the message names it."""
+
+
+_MISSING = object()
+
+
+def _mapping(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise MapFormatError(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _get(d: dict, key: str, where: str, kind: type, default=_MISSING):
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise MapFormatError(f"{where}: '{key}' is missing")
+    if not isinstance(v, kind) or (kind is not bool and isinstance(v, bool)):
+        raise MapFormatError(f"{where}: '{key}' must be {kind.__name__}, got {type(v).__name__}")
+    return v
+
+
+def _number(d: dict, key: str, where: str, positive: bool = False, default=_MISSING) -> float:
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise MapFormatError(f"{where}: '{key}' is missing")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or (positive and v <= 0):
+        raise MapFormatError(f"{where}: '{key}' must be a finite{' positive' if positive else ''} number, got {v!r}")
+    return float(v)
+
+
+def _integer(d: dict, key: str, where: str, lo: int | None = None, default=_MISSING) -> int:
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise MapFormatError(f"{where}: '{key}' is missing")
+    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+        raise MapFormatError(f"{where}: '{key}' must be an integer{f' >= {lo}' if lo is not None else ''}, got {v!r}")
+    return v
+
+
+def _array(d: dict, key: str, where: str, dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """``d[key]`` as a finite numeric array of ``shape`` (-1: any length)."""
+    v = d.get(key, _MISSING)
+    if v is _MISSING:
+        raise MapFormatError(f"{where}: '{key}' is missing")
+    if not isinstance(v, list):
+        raise MapFormatError(f"{where}: '{key}' must be a list, got {type(v).__name__}")
+    try:
+        a = np.asarray(v)
+    except (TypeError, ValueError) as e:  # ragged lists
+        raise MapFormatError(f"{where}: '{key}' is not a numeric array ({e})") from None
+    if a.size and a.dtype.kind not in "iuf":  # strings, None, booleans, nested objects
+        raise MapFormatError(f"{where}: '{key}' must hold numbers, got {a.dtype.kind!r} values")
+    a = a.astype(np.float64)
+    if a.size == 0 and len(shape) > 1:
+        a = a.reshape((0,) + shape[1:])
+    if a.ndim != len(shape) or any(s != -1 and s != n for s, n in zip(shape, a.shape)):
+        raise MapFormatError(f"{where}: '{key}' has shape {a.shape}, expected {tuple('N' if s == -1 else s for s in shape)}")
+    if not np.isfinite(a).all():
+        raise MapFormatError(f"{where}: '{key}' holds NaN or infinite values")
+    if np.issubdtype(dtype, np.integer):
+        if (a != np.round(a)).any() or (np.abs(a) >= 2**62).any():
+            raise MapFormatError(f"{where}: '{key}' must hold integers")
+        return a.astype(dtype)
+    return a.astype(dtype)
 
 
 def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, deltas: np.ndarray) -> float:
@@ -510,23 +598,43 @@ class ObjectMap:
                     "objects": [o.to_dict() for o in sorted(self._objects.values(), key=lambda o: o.id)]}
 
     @classmethod
-    def from_dict(cls, d: dict, config: ObjectMapConfig | None = None,
+    def from_dict(cls, d, config: ObjectMapConfig | None = None,
                   predicate_config: PredicateConfig | None = None) -> "ObjectMap":
-        """Rebuild a map saved by ``to_dict`` (``config`` overrides the saved one). Raises ValueError if invalid."""
-        if int(d.get("version", 0)) != 1:
-            raise ValueError(f"unsupported object map version {d.get('version')!r}")
+        """Rebuild a map saved by ``to_dict`` (``config`` overrides the saved one). Every field is checked (types,
+        shapes, finite values, version); MapFormatError (a ValueError) names the first bad one."""
+        d = _mapping(d, "objects.json")
+        version = d.get("version")
+        if version != 1:
+            raise MapFormatError(f"objects.json: unsupported object map version {version!r} (this build reads 1)")
         if config is None:
             known = {f.name for f in fields(ObjectMapConfig)}
-            config = ObjectMapConfig(**{k: v for k, v in d.get("config", {}).items() if k in known})
+            try:
+                config = ObjectMapConfig(**{k: v for k, v in _mapping(d.get("config", {}), "objects.json config")
+                                            .items() if k in known})
+            except (TypeError, ValueError) as e:
+                raise MapFormatError(f"objects.json: invalid config ({e})") from None
         m = cls(config, predicate_config)
-        objects = [_Object.from_dict(od) for od in d.get("objects", [])]
+        objects = [_Object.from_dict(od) for od in _get(d, "objects", "objects.json", list)]
+        ids = [o.id for o in objects]
+        if len(set(ids)) != len(ids):
+            raise MapFormatError("objects.json: object ids are not unique")
         m._objects = {o.id: o for o in objects}
-        m._next_id = max([int(d.get("next_id", 1))] + [o.id + 1 for o in objects])
-        m._sequence = int(d.get("sequence", 0))
-        m._updates = int(d.get("updates", 0))
-        m._stamp_s = float(d.get("stamp_s", 0.0))
-        m._deleted_pending = [int(i) for i in d.get("deleted_pending", [])]
+        m._next_id = max([_integer(d, "next_id", "objects.json", lo=1, default=1)] + [i + 1 for i in ids])
+        m._sequence = _integer(d, "sequence", "objects.json", lo=0, default=0)
+        m._updates = _integer(d, "updates", "objects.json", lo=0, default=0)
+        m._stamp_s = _number(d, "stamp_s", "objects.json", default=0.0)
+        pending = _get(d, "deleted_pending", "objects.json", list, default=[])
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in pending):
+            raise MapFormatError("objects.json: 'deleted_pending' must list object ids")
+        m._deleted_pending = list(pending)
         return m
+
+    def succeed(self, previous: SceneGraph) -> None:
+        """This map replaces the one ``previous`` came from: number the next snapshots after it (subscribers keep
+        the newest sequence) and report its objects this map lacks as deleted."""
+        with self._lock:
+            self._sequence = max(self._sequence, previous.sequence)
+            self._deleted_pending += [o.id for o in previous.objects if o.id not in self._objects]
 
     # ------------------------------------------------------------------ internals
     def _clean_segments(self, segments: list[Segment], result: UpdateResult) -> list[tuple]:

@@ -122,3 +122,35 @@ def test_resolve_device():
     if not expect_cuda:
         with pytest.raises(GeometryError):
             resolve_device("CUDA:0")
+
+
+@pytest.mark.parametrize("model,D", [("plumb_bob", (-0.28, 0.07, 0.001, -0.0005, 0.0)),
+                                     ("rational_polynomial", (0.5, -0.1, 0.0, 0.0, 0.01, 0.8, -0.05, 0.02)),
+                                     ("equidistant", (-0.05, 0.01, -0.003, 0.0005))])
+def test_undistorter_moves_points_to_their_pinhole_pixels(model, D):
+    """A 3x3 marker drawn where OpenCV's projection with distortion puts a 3D point lands, after undistortion, at
+    the pinhole projection of that point; depth is resampled without mixing values."""
+    cv2 = pytest.importorskip("cv2")
+    from g2vlm_core.geometry.camera import Undistorter
+
+    intr = CameraIntrinsics(320, 240, 250.0, 250.0, 160.0, 120.0, model, D)
+    X = np.array([[0.45, 0.3, 1.0]])
+    if model == "equidistant":
+        uv_d = cv2.fisheye.projectPoints(X.reshape(1, 1, 3), np.zeros(3), np.zeros(3), intr.K, np.array(D))[0]
+    else:
+        uv_d = cv2.projectPoints(X, np.zeros(3), np.zeros(3), intr.K, np.array(D))[0]
+    u, v = np.round(uv_d.reshape(2)).astype(int)
+    uv = (intr.K @ X[0])[:2]
+    assert np.hypot(*(uv - (u, v))) > 3.0  # the distortion moves the point visibly
+    depth = np.full((240, 320), 3.0, np.float32)
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    depth[v - 1:v + 2, u - 1:u + 2] = 1.0
+    rgb[v - 1:v + 2, u - 1:u + 2] = 255
+    rgb_u, depth_u, pinhole = Undistorter()(rgb, depth, intr)
+    ys, xs = np.nonzero(depth_u == 1.0)
+    assert np.hypot(xs.mean() - uv[0], ys.mean() - uv[1]) < 1.0
+    assert set(np.unique(depth_u)) <= {0.0, 1.0, 3.0}  # nearest: no depth between the marker and the wall
+    assert rgb_u[int(round(uv[1])), int(round(uv[0]))].min() > 100
+    assert pinhole.distortion == () and pinhole.K.tolist() == intr.K.tolist()
+    with pytest.raises(GeometryError):
+        Undistorter()(rgb, depth, CameraIntrinsics(320, 240, 250.0, 250.0, 160.0, 120.0, "fancy_lens", (0.1,)))

@@ -87,7 +87,7 @@ def test_node_with_model_finds_objects_and_answers_referring_expressions(ros_nod
         right = []
         for e in exprs:
             r = call(ex, query, SpatialQuery.Request(query=e["text"]))
-            assert r.success, r.message
+            assert r.success, r.error_message
             ok = bool(r.query_achievable and r.objects and
                       box_iou_3d(cv.scene_object_from_msg(r.objects[0]).box, by_id[e["target_id"]].box) >= 0.25)
             right.append(ok)

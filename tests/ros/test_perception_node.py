@@ -45,22 +45,29 @@ class Camera:
                       ("camera_pose_in", PoseStamped))}
         self.t = 100.0
 
-    def send(self, rgb_msg=None, depth_msg=None, info=True, stamp=None, pose=None):
+    def send(self, rgb_msg=None, depth_msg=None, info=True, stamp=None, pose=None, quat_scale=1.0,
+             images=(True, True)):
+        """One frame; ``info`` True (the test camera), False (none) or a CameraIntrinsics; ``images`` which of
+        (rgb, depth) to publish."""
         if stamp is None:
             self.t += 0.1
         t = self.t if stamp is None else stamp  # an explicit stamp does not rewind the camera's clock
         h = Header(frame_id="camera", stamp=cv.sec_to_stamp(t))
         depth, rgb = _box_scene_depth()
         T = T_LEVEL if pose is None else pose
-        self.pubs["camera_pose_in"].publish(PoseStamped(header=Header(frame_id="map", stamp=h.stamp),
-                                                        pose=cv.matrix_to_pose(T)))
+        p = cv.matrix_to_pose(T)
+        for k in "xyzw":
+            setattr(p.orientation, k, getattr(p.orientation, k) * quat_scale)
+        self.pubs["camera_pose_in"].publish(PoseStamped(header=Header(frame_id="map", stamp=h.stamp), pose=p))
         if info:
-            self.pubs["color/camera_info"].publish(cv.intrinsics_to_camera_info(INTR, h))
+            self.pubs["color/camera_info"].publish(cv.intrinsics_to_camera_info(INTR if info is True else info, h))
         r = rgb_msg if rgb_msg is not None else cv.numpy_to_image(rgb, "rgb8")
         d = depth_msg if depth_msg is not None else cv.depth_to_image(depth, "32FC1")
         r.header = d.header = h
-        self.pubs["color/image_raw"].publish(r)
-        self.pubs["depth/image_raw"].publish(d)
+        if images[0]:
+            self.pubs["color/image_raw"].publish(r)
+        if images[1]:
+            self.pubs["depth/image_raw"].publish(d)
         return t
 
 
@@ -120,8 +127,9 @@ def _bad_cases(cam):
         ("size disagrees with camera_info", dict(rgb_msg=cv.numpy_to_image(rgb[:, :-8].copy(), "rgb8"),
                                                  depth_msg=cv.depth_to_image(depth[:, :-8].copy())), "bad_message"),
         ("empty data", dict(rgb_msg=padded), "bad_message"),
-        ("all-NaN depth", dict(depth_msg=cv.depth_to_image(np.full((H, W), np.nan, np.float32))), None),
-        ("stamp going backwards", dict(stamp=50.0), "stamp_backwards"),
+        ("all-NaN depth", dict(depth_msg=cv.depth_to_image(np.full((H, W), np.nan, np.float32))), "no_valid_depth"),
+        # half a second back: a late frame (a step back beyond clock_jump_s is a new recording, tests/ros/test_faults)
+        ("stamp going backwards", dict(stamp=cam.t - 0.5), "stamp_backwards"),
     ]
 
 
