@@ -44,11 +44,15 @@ def test_grounder_ranks_only_the_objects_the_noun_names():
     text, asked, view = g.calls[-1]
     assert sorted(asked) == [1, 2, 3] and view is VIEW and text == "the mug"
     assert r.scores[0] == pytest.approx(1 / (1 + np.exp(-1.0) + np.exp(-8.0)))  # logits -2, -3, -10; equal rules
-    # The rules' relation evidence breaks a near tie of the grounder, not a clear preference.
+    # The grounder orders the objects that satisfy the whole description: a clear preference for a mug the
+    # predicates say is not left of the table does not win over the one that is.
     r = QueryEngine(grounder=Grounder([2, 1])).answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
     assert r.object_ids[0] == 1
     r = QueryEngine(grounder=Grounder([2, 1], step=10.0)).answer(GRAPH, "the mug left of the table", viewpoint=VIEW)
-    assert r.object_ids[0] == 2
+    assert r.object_ids[0] == 1
+    # When nothing satisfies it ("above the table": no mug is), the grounder's pick answers, with a caveat.
+    r = QueryEngine(grounder=Grounder([2, 1], step=10.0)).answer(GRAPH, "the mug above the chair", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 2 and "best guess" in r.answer and r.confidence <= 0.5
     # Excluded ids and the search region bound the grounder's candidates too.
     r = QueryEngine(grounder=g).answer(GRAPH, "the mug", viewpoint=VIEW, excluded_ids=[2])
     assert r.object_ids[0] == 1 and 2 not in g.calls[-1][1]
@@ -88,15 +92,20 @@ def test_with_a_grounder_an_anchor_missing_from_the_map_does_not_block_the_answe
     assert r.achievable and r.object_ids[0] == 1
 
 
-def test_with_a_grounder_a_noun_no_object_is_labelled_with_is_looked_for_among_the_unnamed_ones():
+def test_with_a_grounder_a_noun_of_its_vocabulary_no_object_is_labelled_with_is_looked_for_among_the_unnamed():
     graph = SceneGraph(GRAPH.objects + [_obj(5, "object", 2.0, 1.0), _obj(6, "object", 2.0, -1.0)])
     assert "no cabinet" in QueryEngine().answer(graph, "the cabinet", viewpoint=VIEW).answer
     g = Grounder([6, 5, 0])
-    r = QueryEngine(grounder=g).answer(graph, "the cabinet", viewpoint=VIEW)
+    vocab = ("table", "mug", "chair", "cabinet")
+    r = QueryEngine(grounder=g, grounder_vocabulary=vocab).answer(graph, "the cabinet", viewpoint=VIEW)
     assert r.achievable and r.object_ids[0] == 6 and "unnamed" in r.answer
     assert sorted(g.calls[-1][1]) == [5, 6]  # only the unnamed objects, not the table the grounder likes too
-    r = QueryEngine(grounder=g).answer(GRAPH, "the cabinet", viewpoint=VIEW)  # nothing unnamed: the reason stays
-    assert not r.achievable and "no cabinet" in r.answer
+    r = QueryEngine(grounder=g, grounder_vocabulary=vocab).answer(GRAPH, "the cabinet", viewpoint=VIEW)
+    assert not r.achievable and "no cabinet" in r.answer  # nothing unnamed: the reason stays
+    # A noun the grounder never learned names nothing: no unnamed object is passed off as an elephant.
+    r = QueryEngine(grounder=g, grounder_vocabulary=vocab).answer(graph, "find the elephant on the sofa",
+                                                                  viewpoint=VIEW)
+    assert not r.achievable and "elephant" in r.answer and not r.object_ids
 
 
 def test_an_object_seen_in_one_keyframe_answers_only_when_nothing_confirmed_matches():

@@ -1,0 +1,221 @@
+"""From raw query text to tagged tokens: validation, non-query detection, normalisation and the tagger.
+
+The tagger is the lexer of the grammar in parser.py: it matches the longest phrase of the lexicon (or of the
+graph's labels) at each position and emits one token per phrase, so "to the left of" is one REL token and
+"dining table" one NOUN token. Filler (politeness, commands, "in the kitchen") is dropped here, so the grammar
+only sees what carries meaning.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from . import lexicon as lx
+
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Tok:
+    type: str  # the grammar's terminal name
+    value: object  # predicates, colour, (measure, direction), noun phrase, ...
+    text: str  # the words it came from
+
+    def __repr__(self) -> str:
+        return f"{self.type}({self.text})"
+
+
+def validate_query(query) -> str:
+    """The query as clean text, or ValueError naming what is wrong (empty, too long, bad UTF-8, control chars)."""
+    if isinstance(query, (bytes, bytearray)):
+        try:
+            query = bytes(query).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"query is not valid UTF-8 ({e.reason} at byte {e.start})") from e
+    if not isinstance(query, str):
+        raise ValueError(f"query must be text, got {type(query).__name__}")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    if "\ufffd" in query:
+        raise ValueError("query contains undecodable bytes (U+FFFD): send valid UTF-8")
+    bad = [c for c in query if unicodedata.category(c) in ("Cc", "Cf") and c not in "\t\n\r"]
+    if bad:
+        raise ValueError(f"query contains control characters {sorted({hex(ord(c)) for c in bad})}")
+    if not query.strip():
+        raise ValueError("query is empty")
+    return query.strip()
+
+
+_CODE_CHARS = re.compile(r"[;{}<>$`|\\=\[\]#@^~]")
+_SQL = re.compile(r"\b(select|insert|update|delete|drop|create|alter|truncate|union|exec|grant)\b.*"
+                  r"\b(from|into|table|set|where|values|database|all|privileges)\b")
+_SHELL = re.compile(r"(^|\s)(--?[a-z]|\.\./|/[a-z]+/)|/\*|\*/|&&|\bsudo\b|\bchmod\b|\bimport\s+\w+\s*$")
+
+
+def non_query_reason(text: str) -> str | None:
+    """Why ``text`` is not a spatial query (code, SQL, markup, a path, noise), or None when it may be one."""
+    low = text.lower()
+    if _CODE_CHARS.search(text):
+        return "it looks like code or markup, not a question about the map"
+    if _SQL.search(low) or _SHELL.search(low):
+        return "it looks like a command or a database query, not a question about the map"
+    chars = [c for c in text if not c.isspace()]
+    letters = sum(c.isalpha() for c in chars)
+    if letters < 2 or letters < 0.6 * len(chars):
+        return "it has no words to look for"
+    return None
+
+
+def _words(text: str) -> tuple[list[str], bool]:
+    """Lower-case word tokens (contractions expanded, possessives as "'s", commas kept) and whether the text
+    asked a question (ends with '?')."""
+    s = unicodedata.normalize("NFKC", text).lower()
+    s = s.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    question = s.rstrip().endswith("?") or s.rstrip(" .!").endswith("?")
+    s = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", s)  # left-most, medium-sized, cell-phone
+    s = re.sub(r"(?<=\d)(st|nd|rd|th)\b", r"\1", s)
+    raw = re.findall(r"[a-z0-9]+(?:'[a-z]+)?'?|,", s)
+    out: list[str] = []
+    for w in raw:
+        if w in lx.CONTRACTIONS:
+            out.extend(lx.CONTRACTIONS[w].split())
+        elif w.endswith("'s"):
+            out.extend([w[:-2], "'s"])
+        elif w.endswith("s'"):
+            out.extend([w[:-1], "'s"])
+        else:
+            out.append(w.strip("'"))
+    return [w for w in out if w], question
+
+
+def _static_table() -> dict[str, tuple[str, object]]:
+    """Phrase -> (tag, value) for every grammar word; later entries win, so the order sets precedence."""
+    t: dict[str, tuple[str, object]] = {}
+    for w in lx.FILLER:
+        t[w] = ("FILLER", None)
+    for w in lx.COMMANDS:
+        t[w] = ("CMD", None)
+    for w in lx.DETERMINERS:
+        t[w] = ("DET", w)
+    for w in lx.QUANTIFIERS:
+        t[w] = ("ALL", w)
+    for w in lx.ANY_WORDS:
+        t[w] = ("ANY", w)
+    for w in lx.BE:
+        t[w] = ("BE", w)
+    t["there"] = ("THERE", None)
+    for w in lx.NEGATIONS:
+        t[w] = ("NEG", None)
+    for w in lx.EXCEPT:
+        t[w] = ("EXCEPT", None)
+    for w in lx.THAT:
+        t[w] = ("THAT", None)
+    for w in lx.ONE:
+        t[w] = ("ONE", w)
+    for w in lx.ANY_OBJECT:
+        t[w] = ("OBJ", w)
+    for w, tag in lx.FRAMES.items():
+        t[w] = (tag, w)
+    for w in lx.COLOR_NOUNS:
+        t[w] = ("COLORW", None)
+        t["the " + w] = ("COLORW", None)
+    for w, c in lx.COLOR_WORDS.items():
+        t[w] = ("COLOR", c)
+    for w, c in lx.SIZE_WORDS.items():
+        t[w] = ("SIZE", c)
+    for w, v in lx.SUPERLATIVES.items():
+        t[w] = ("SUP", v)
+    for w, v in lx.SIDES.items():
+        t[w] = ("SIDE", v)
+        for form in lx.SIDE_POST:
+            t[form.format(w)] = ("SIDEPOST", v)
+        t[f"from the {w}"] = t[f"from {w}"] = ("FROMSIDE", v)
+        t[f"counting from the {w}"] = ("FROMSIDE", v)
+    for w, r in lx.ORDINALS.items():
+        t[w] = ("ORD", r)
+    for w, preds in lx.RELATIONS.items():
+        t[w] = ("REL", preds)
+    for w, preds in lx.RELATION_ADJECTIVES.items():
+        t[w] = ("RELADJ", preds)
+    for w in lx.VIEWER:
+        t[w] = ("ME", w)
+    for w in lx.VIEWER_THINGS:
+        for prep, typ in (("to", "TO"), ("from", "FROM"), ("away from", "FROM")):
+            t[f"{prep} {w}"] = ("SPLIT", ((typ, None), ("ME", w)))
+    t.update({"and": ("AND", None), "as well as": ("AND", None), "or": ("AND", None), ",": ("COMMA", None),
+              "'s": ("POSS", None), "of": ("OF", None), "to": ("TO", None), "from": ("FROM", None),
+              "away from": ("FROM", None), "there": ("THERE", None),
+              "over there": ("FILLER", None), "in front": ("SIDEPOST", lx.SIDES["front"]),
+              "in the back": ("SIDEPOST", lx.SIDES["back"]), "at the back": ("SIDEPOST", lx.SIDES["back"]),
+              "in the middle": ("SIDEPOST", lx.SIDES["middle"])})
+    for room in lx.ROOM_WORDS:
+        for prep in lx.ROOM_PREPOSITIONS:
+            t[f"{prep} {room}"] = ("FILLER", None)
+    return t
+
+
+_STATIC = _static_table()
+_NOUNS = lx.known_nouns()
+# Words at the end of a query that add nothing ("any bottles around?", "how many chairs are there").
+_TRAILING = re.compile(r"(\s+(around|nearby|here|there|over there|anywhere|somewhere|in here|in view|in sight|"
+                       r"at all|please|thanks|thank you|for me|right now|now|currently|ok|okay))+\s*$")
+
+
+@lru_cache(maxsize=64)
+def _noun_phrases(labels: frozenset[str]) -> frozenset[str]:
+    return frozenset(_NOUNS | set(labels))
+
+
+def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], bool]:
+    """Tagged tokens of a query (fillers dropped) and whether it was a question; ``labels`` are the graph's
+    normalised labels, so multi-word labels ("robot vacuum") tag as one noun."""
+    words, question = _words(text)
+    joined = _TRAILING.sub("", " " + " ".join(words)).strip()
+    words = joined.split() if joined else []
+    nouns = _noun_phrases(labels)
+    out: list[Tok] = []
+    i, n = 0, len(words)
+    while i < n:
+        hit = None
+        for L in range(min(6, n - i), 0, -1):
+            phrase = " ".join(words[i:i + L])
+            lemma = lx.lemmatise(phrase)
+            static = _STATIC.get(phrase)
+            # A noun wins over a grammar word of the same length only when the graph has it as a label
+            # ("light"); a longer phrase always wins ("on the left of" over "on the left").
+            if (lemma in labels or phrase in labels) and (static is None or static[0] in ("FILLER", "CMD")):
+                hit = ("NOUN", (lemma, lemma != phrase), L)
+            elif static is not None:
+                hit = (static[0], static[1], L)
+            elif lemma in nouns or phrase in nouns:
+                hit = ("NOUN", (lemma if lemma in nouns else phrase, lemma != phrase), L)
+            if hit:
+                break
+        if hit is None:
+            w = words[i]
+            if w.isdigit():
+                hit = ("NUM", int(w), 1)
+            else:
+                hit = ("WORD", (lx.lemmatise(w), lx.lemmatise(w) != w), 1)
+        typ, val, L = hit
+        if typ == "SPLIT":  # one phrase, two tokens ("to the robot" -> TO ME)
+            out.extend(Tok(t2, v2, " ".join(words[i:i + L])) for t2, v2 in val)
+        elif typ not in ("FILLER", "CMD"):
+            out.append(Tok(typ, val, " ".join(words[i:i + L])))
+        i += L
+    # commas left at the ends or doubled by dropped fillers ("hey robot, find ...") carry nothing
+    cleaned: list[Tok] = []
+    for t in out:
+        if t.type == "COMMA" and (not cleaned or cleaned[-1].type == "COMMA"):
+            continue
+        cleaned.append(t)
+    while cleaned and cleaned[-1].type == "COMMA":
+        cleaned.pop()
+    return cleaned, question
+
+
+def unknown_word_share(tokens: list[Tok]) -> float:
+    """Share of the tokens that are words the lexicon and the graph do not know."""
+    return sum(t.type == "WORD" for t in tokens) / max(len(tokens), 1)

@@ -1,0 +1,239 @@
+"""Evaluate a parsed description (parser.Desc) over a graph's objects: a score and a yes/no per object.
+
+Each object gets a score in [0, 1] (label match x colour / size factors x relation confidences: it ranks) and
+a decision ``ok`` (every part of the description holds: the label matches, the colour is the one asked, each
+relation holds at confidence >= 0.5 with an anchor that itself satisfies its description, each negated one
+holds with none). Relations use the one predicate definition (g2vlm_core.predicates), so existence, negation
+and counts are decided by the same rules as the synthetic ground truth and the published scene graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..attributes import color_name, size_class
+from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
+from ..scene_graph import SceneObject
+from .labels import LabelMatch, LabelMatcher, normalise_label
+from .lexicon import ASSOCIATION
+from .parser import Desc, Order, Relation
+
+HOLDS = 0.5  # a predicate holds at this confidence (g2vlm_core.predicates)
+
+
+class NotInMap(LookupError):
+    """A noun of the query names no object of the graph (nor anything similar enough)."""
+
+    def __init__(self, noun: str, role: str, known: bool):
+        super().__init__(noun)
+        self.noun, self.role, self.known = noun, role, known  # role: "target" | "anchor"
+
+
+class NeedsViewpoint(LookupError):
+    """Left / right / front / behind or a distance to the viewer were asked without a viewpoint."""
+
+
+@dataclass(frozen=True)
+class ResolveConfig:
+    wrong_color_factor: float = 0.15  # score factor of an object whose colour is not the one asked
+    wrong_size_factor: float = 0.3  # score factor of an object whose size class is not the one asked
+    candidate_min_score: float = 0.3  # a secondary label (label_candidates) names the object at this score
+    centre_weight: float = 0.1  # nearest / farthest: box gap + this x centre distance (ties between touching boxes)
+
+
+@dataclass
+class Evaluated:
+    score: np.ndarray  # (N,) in [0, 1]
+    ok: np.ndarray  # (N,) bool: every part of the description holds
+
+
+class Resolver:
+    """One graph snapshot and viewpoint; evaluates descriptions, caching label matches per noun."""
+
+    def __init__(self, objects: list[SceneObject], matcher: LabelMatcher, viewpoint: Viewpoint | None = None,
+                 pred_cfg: PredicateConfig = PredicateConfig(), cfg: ResolveConfig = ResolveConfig()):
+        self.objects, self.matcher, self.viewpoint, self.pred_cfg, self.cfg = objects, matcher, viewpoint, \
+            pred_cfg, cfg
+        self.n = len(objects)
+        self.boxes = [o.box for o in objects]
+        self.labels = [normalise_label(o.label) for o in objects]
+        self.structure = np.array([o.kind == "structure" for o in objects], dtype=bool)
+        self._label: dict[str, tuple[np.ndarray, list[LabelMatch | None]]] = {}
+        self._colors: list[str | None] | None = None
+        self._centers = np.array([b.center for b in self.boxes]).reshape(-1, 3)
+        lo_hi = [b.aabb() for b in self.boxes]
+        self._lo = np.array([a for a, _ in lo_hi]).reshape(-1, 3)
+        self._hi = np.array([b for _, b in lo_hi]).reshape(-1, 3)
+
+    # ------------------------------------------------------------------------------------------ labels
+    def label(self, noun: str | None) -> tuple[np.ndarray, list[LabelMatch | None]]:
+        """(N,) label scores of ``noun`` and how each object matched (None: not at all). A generic noun
+        ("object", "thing") names every object but no structure."""
+        if noun is None:
+            return (~self.structure).astype(np.float64), [None] * self.n
+        if noun in self._label:
+            return self._label[noun]
+        names = set(self.labels)
+        cands = [[(normalise_label(lab), float(p)) for lab, p in o.label_candidates if p >= self.cfg.candidate_min_score]
+                 for o in self.objects]
+        for c in cands:
+            names.update(lab for lab, _ in c)
+        matches = self.matcher.match(noun, sorted(names))
+        score = np.zeros(self.n)
+        how: list[LabelMatch | None] = [None] * self.n
+        for i, lab in enumerate(self.labels):
+            m = matches.get(lab)
+            if m is not None:
+                score[i], how[i] = m.score, m
+            for lab2, p in cands[i]:
+                m2 = matches.get(lab2)
+                if m2 is not None and m2.score * p > score[i]:
+                    score[i], how[i] = m2.score * p, LabelMatch(m2.score * p, "candidate")
+        self._label[noun] = (score, how)
+        return score, how
+
+    def colors(self) -> list[str | None]:
+        if self._colors is None:
+            self._colors = [o.attributes.get("color") or (color_name(o.mean_color) if o.mean_color is not None
+                                                          else None) for o in self.objects]
+        return self._colors
+
+    def size_classes(self) -> list[str]:
+        return [o.attributes.get("size") or size_class(o.box) for o in self.objects]
+
+    # ------------------------------------------------------------------------------------------ descriptions
+    def evaluate(self, d: Desc, allowed: np.ndarray | None = None, role: str = "target",
+                 inherit: str | None = None) -> Evaluated:
+        """Score and decide every object for description ``d``; ``allowed`` (N,) bool limits the candidates
+        (excluded ids, search region) before superlatives pick among them. Raises NotInMap, NeedsViewpoint."""
+        noun = d.noun if d.noun is not None else (inherit if d.one else None)
+        s, _ = self.label(noun)
+        s = s.copy()
+        if noun is not None and not s.any():
+            raise NotInMap(noun, role, self.matcher.is_known(noun))
+        ok = s > 0
+        if allowed is not None:
+            s[~allowed] = 0.0
+            ok &= allowed
+        if d.colors or d.not_colors:
+            cols = self.colors()
+            for i in np.nonzero(s)[0]:
+                c = cols[i]
+                if d.colors and c not in d.colors:
+                    s[i] *= self.cfg.wrong_color_factor
+                    ok[i] = False
+                if d.not_colors and c in d.not_colors:
+                    s[i] *= self.cfg.wrong_color_factor
+                    ok[i] = False
+        order = d.order
+        if d.sizes or d.not_sizes:
+            sizes = self.size_classes()
+            have = [i for i in np.nonzero(ok)[0] if sizes[i] in d.sizes]
+            if d.sizes and not have and order is None:
+                # "the big box" where no box is large: the biggest of them (size words are relative)
+                if "large" in d.sizes:
+                    order = Order("volume", "max")
+                elif "small" in d.sizes:
+                    order = Order("volume", "min")
+            else:
+                for i in np.nonzero(s)[0]:
+                    if (d.sizes and sizes[i] not in d.sizes) or (d.not_sizes and sizes[i] in d.not_sizes):
+                        s[i] *= self.cfg.wrong_size_factor
+                        ok[i] = False
+        for m in d.modifiers:  # "couch phone": the phone associated with a couch, when the map has one
+            try:
+                self._relate(s, ok, Relation(ASSOCIATION, Desc(noun=m)))
+            except NotInMap:
+                pass
+        for rel in d.relations:
+            self._relate(s, ok, rel)
+        for x in d.excluded:
+            try:
+                ex = self.evaluate(x, role="anchor", inherit=noun)
+            except NotInMap:
+                continue  # "a chair other than the piano": nothing to exclude
+            s *= np.where(ex.ok, self.cfg.wrong_color_factor, 1.0)
+            ok &= ~ex.ok
+        if order is not None:
+            self._order(s, ok, order, noun)
+        return Evaluated(s, ok)
+
+    def _relate(self, s: np.ndarray, ok: np.ndarray, rel: Relation) -> None:
+        """Apply one relation (or its negation) to scores ``s`` and decisions ``ok`` in place."""
+        if set(rel.predicates) & set(VIEW_DEPENDENT) and self.viewpoint is None:
+            raise NeedsViewpoint(rel.text or rel.predicates[0])
+        a = self.evaluate(rel.anchor, role="anchor")
+        rows, cols = np.nonzero(s)[0], np.nonzero(a.score)[0]
+        hit_s, hit_ok = np.zeros(self.n), np.zeros(self.n, dtype=bool)
+        if rows.size and cols.size:  # only candidate pairs: 500 objects x 500 anchors would be 250k pairs
+            conf = pairwise_confidences(self.boxes, self.viewpoint, self.pred_cfg, rel.predicates, rows, cols)
+            c = np.max([conf[p] for p in rel.predicates], axis=0)  # (R, C) [subject, anchor]
+            if rel.negated:
+                hit_s[rows] = np.max(c * a.ok[cols][None, :], axis=1)
+            else:
+                hit_s[rows] = np.max(c * a.score[cols][None, :], axis=1)
+            hit_ok[rows] = np.any((c >= HOLDS) & a.ok[cols][None, :], axis=1)
+        if rel.negated:
+            s *= 1.0 - hit_s
+            ok &= ~hit_ok
+        else:
+            s *= hit_s
+            ok &= hit_ok
+
+    def measure(self, order: Order, idx: np.ndarray) -> np.ndarray:
+        """The superlative's measure (K,) of objects ``idx`` (smaller = first for direction min)."""
+        b = [self.boxes[i] for i in idx]
+        if order.measure == "volume":
+            return np.array([x.volume for x in b])
+        if order.measure == "height":
+            return np.array([x.size[2] for x in b])
+        if order.measure == "width":
+            return np.array([max(x.size[0], x.size[1]) for x in b])
+        if order.measure == "z":
+            return self._centers[idx, 2]
+        if order.measure in ("right", "front") or (order.measure == "dist" and not isinstance(order.anchor, Desc)):
+            if self.viewpoint is None:
+                raise NeedsViewpoint(order.measure)
+            fwd, right = self.viewpoint.axes()
+            if order.measure == "right":
+                return self._centers[idx] @ right
+            if order.measure == "front":
+                return self._centers[idx] @ fwd
+            p = np.asarray(self.viewpoint.position, dtype=np.float64)
+            gap = np.linalg.norm(np.maximum(np.maximum(self._lo[idx] - p, p - self._hi[idx]), 0.0), axis=1)
+            return gap + self.cfg.centre_weight * np.linalg.norm(self._centers[idx] - p, axis=1)
+        # distance to the nearest anchor satisfying the anchor description: box gap, then centre distance
+        a = self.evaluate(order.anchor, role="anchor")
+        cols = np.nonzero(a.ok if a.ok.any() else a.score > 0)[0]
+        sep = np.maximum(np.maximum(self._lo[cols][None] - self._hi[idx][:, None],
+                                    self._lo[idx][:, None] - self._hi[cols][None]), 0.0)  # (K, A, 3)
+        d = np.linalg.norm(sep, axis=2) + self.cfg.centre_weight * np.linalg.norm(
+            self._centers[idx][:, None] - self._centers[cols][None], axis=2)
+        d[idx[:, None] == cols[None, :]] = np.inf  # nothing is nearest to itself
+        return d.min(axis=1)
+
+    def _order(self, s: np.ndarray, ok: np.ndarray, order: Order, noun: str | None) -> None:
+        """Keep only the object the superlative / ordinal picks among the candidates as ``ok``; rank the others
+        after it by their place in the order."""
+        pool = ok if ok.any() else s > 0
+        idx = np.nonzero(pool)[0]
+        if not idx.size:
+            return
+        m = self.measure(order, idx)
+        if order.direction == "mid":
+            key = np.abs(m - np.median(m))
+        else:
+            key = m if order.direction == "min" else -m
+        ranked = idx[np.argsort(key, kind="stable")]
+        r = order.rank - 1 if order.rank > 0 else len(ranked) + order.rank
+        was_ok = ok.copy()
+        ok[:] = False
+        if not 0 <= r < len(ranked):
+            s[:] = 0.0
+            return
+        top = float(s[ranked].max())
+        for pos, i in enumerate(ranked):
+            s[i] = top * (1.0 if pos == r else 0.5 / (1 + abs(pos - r)))
+        ok[ranked[r]] = bool(was_ok[ranked[r]])
+        s[~pool] = 0.0
