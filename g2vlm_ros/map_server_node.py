@@ -15,6 +15,7 @@ import numpy as np
 from rclpy.node import Node
 
 from g2vlm_core.predicates import Viewpoint
+from g2vlm_core.language.embedding import TextEmbedder
 from g2vlm_core.language.query import QueryEngine
 from g2vlm_core.scene_graph import SceneGraph
 
@@ -50,7 +51,7 @@ class MapServerNode(Node):
         self._lock = threading.Lock()
         self._graph = SceneGraph()
         self._pub = self.create_publisher(SceneGraphMsg, "scene_graph", LATCHED)
-        self.query = QueryService(self, QueryEngine(), self.snapshot, self.viewpoint)
+        self.query = QueryService(self, QueryEngine(text_embedder=TextEmbedder.minilm()), self.snapshot, self.viewpoint)
         self.create_service(LoadMap, "load_map", self._on_load)
         if self.cfg.map_file:
             self.load(Path(self.cfg.map_file))

@@ -34,6 +34,7 @@ from g2vlm_core.recognition.g2vlm import resolve_checkpoint
 from g2vlm_core.recognition.labeller import KeyframeLabeller
 from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
 from g2vlm_core.geometry.segmentation import Segmenter, SegmenterConfig
+from g2vlm_core.language.embedding import TextEmbedder
 from g2vlm_core.language.query import QueryConfig, QueryEngine
 
 from g2vlm_ros import conversions as cv
@@ -297,9 +298,11 @@ class PerceptionNode(Node):
         # player pace itself to the node and a benchmark measure latency without polling diagnostics.
         self.pub_processed = self.create_publisher(Header, "processed", RELIABLE)
 
+        # Nouns match labels by the word tables, then by MiniLM similarity: the model's own MiniLM when it is
+        # loaded, else the shipped one on first need; the model's grounding head orders the candidates.
         engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results),
-                             text_embedder=None if labeller is None else labeller.embed_text,
-                             grounder=None if labeller is None else labeller.ground)
+                             **(labeller.query_args() if labeller is not None else
+                                {"text_embedder": TextEmbedder.minilm()}))
         self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint,
                                   max_busy_share=self.cfg.query_max_busy_share)
         services = MutuallyExclusiveCallbackGroup()

@@ -134,4 +134,4 @@ def train_learned_variant(spec: VariantSpec, seed: int, study: StudyConfig) -> V
         device = "cuda" if torch.cuda.is_available() else "cpu"
     labeller = ModelLabeller.from_checkpoint(ckpt, Segmenter(pcfg.segmenter), device)
     return VariantRunner(spec.name, seed, spec.kind, lambda: PerceptionPipeline(pcfg, labeller=labeller),
-                         QueryEngine(text_embedder=labeller.embed_text, grounder=labeller.ground), str(ckpt))
+                         QueryEngine(**labeller.query_args()), str(ckpt))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
@@ -39,6 +40,7 @@ NOT_HEADED = frozenset({"hot dog", "teddy bear", "traffic light", "baseball bat"
                         "fire hydrant", "hair drier", "sports ball", "parking meter", "tennis racket"})
 
 
+@lru_cache(maxsize=8192)
 def normalise_label(label: str) -> str:
     """Lower case, separators as single spaces, last word singular: "Coffee_Mugs" -> "coffee mug"."""
     s = re.sub(r"[\s_\-/]+", " ", str(label).strip().lower()).strip()

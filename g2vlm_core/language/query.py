@@ -160,6 +160,12 @@ class QueryEngine:
             return ctx.not_in_map(q, e, kind)
 
     # ------------------------------------------------------------------------------------------ grounder
+    def knows(self, noun: str) -> bool:
+        """Whether the grounder was trained on ``noun`` (or a synonym): only then may it look for an object the map
+        did not name so ("the cabinet" among unnamed objects, "the mug near the vase" with no vase mapped)."""
+        return normalise_label(noun) in self.grounder_vocabulary or \
+            normalise_label(self.matcher.canonical(noun)) in self.grounder_vocabulary
+
     def grounded(self, objects: list[SceneObject], text: str, idx: np.ndarray, s: np.ndarray,
                  viewpoint: Viewpoint | None) -> np.ndarray | None:
         """Scores (len(idx),) summing to 1: the grounder's softmax over objects ``idx`` times
@@ -209,7 +215,7 @@ class _Ctx:
         the objects the noun names, else the rules' closest match when it scores at least achievable_score."""
         ev = self.res.evaluate(d, self.allowed)
         s, ok = ev.score.copy(), ev.ok
-        text = text or self.text
+        text = text or d.text or self.text  # the phrase itself, not the question around it
         ok_idx = np.nonzero(ok)[0]
         if ok_idx.size:
             s_ok = np.zeros_like(s)
@@ -297,14 +303,14 @@ class _Ctx:
             rescued = self.unnamed(q, noun)
             if rescued is not None:
                 return rescued
-        if self.e.grounder is not None and q.kind in ("find", "where") and e.role == "anchor":
+        if self.e.grounder is not None and q.kind in ("find", "where") and e.role == "anchor" and \
+                self.e.knows(noun):
             return self.without_anchor(q, noun, kind)
         return QueryResult(success=True, achievable=False, kind=kind, answer=why)
 
     def unnamed(self, q: Query, noun: str) -> QueryResult | None:
         """A noun of the grounder's vocabulary that names no object: its best match among the unnamed objects."""
-        if normalise_label(noun) not in self.e.grounder_vocabulary and \
-                normalise_label(self.e.matcher.canonical(noun)) not in self.e.grounder_vocabulary:
+        if not self.e.knows(noun):
             return None
         pool = np.array([i for i, o in enumerate(self.objects) if normalise_label(o.label) == self.cfg.unnamed_label
                          and self.allowed[i]], dtype=np.int64)

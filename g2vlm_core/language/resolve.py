@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attributes import color_name, size_class
-from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
+from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, box_extents, pairwise_confidences
 from ..scene_graph import SceneObject
 from .labels import LabelMatch, LabelMatcher, normalise_label
 from .lexicon import ASSOCIATION
@@ -57,14 +57,24 @@ class Resolver:
             pred_cfg, cfg
         self.n = len(objects)
         self.boxes = [o.box for o in objects]
-        self.labels = [normalise_label(o.label) for o in objects]
+        labels = [normalise_label(o.label) for o in objects]
+        self._names, self._label_idx = np.unique(np.array(labels + [""], dtype=object), return_inverse=True)
+        self._label_idx = self._label_idx[:-1]
+        # secondary labels strong enough to name their object: (object index, label, score)
+        self._cands = [(i, normalise_label(lab), float(p)) for i, o in enumerate(objects)
+                       for lab, p in o.label_candidates if p >= cfg.candidate_min_score]
         self.structure = np.array([o.kind == "structure" for o in objects], dtype=bool)
-        self._label: dict[str, tuple[np.ndarray, list[LabelMatch | None]]] = {}
+        self._label: dict[str | None, tuple[np.ndarray, list[LabelMatch | None]]] = {}
         self._colors: list[str | None] | None = None
         self._centers = np.array([b.center for b in self.boxes]).reshape(-1, 3)
-        lo_hi = [b.aabb() for b in self.boxes]
-        self._lo = np.array([a for a, _ in lo_hi]).reshape(-1, 3)
-        self._hi = np.array([b for _, b in lo_hi]).reshape(-1, 3)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """World axis-aligned bounds (lo (N, 3), hi (N, 3)) of the gravity-aligned boxes, vectorised."""
+        if self._bounds is None:
+            centers, half = box_extents(self.boxes)
+            self._bounds = (centers - half, centers + half)
+        return self._bounds
 
     # ------------------------------------------------------------------------------------------ labels
     def label(self, noun: str | None) -> tuple[np.ndarray, list[LabelMatch | None]]:
@@ -74,22 +84,15 @@ class Resolver:
             return (~self.structure).astype(np.float64), [None] * self.n
         if noun in self._label:
             return self._label[noun]
-        names = set(self.labels)
-        cands = [[(normalise_label(lab), float(p)) for lab, p in o.label_candidates if p >= self.cfg.candidate_min_score]
-                 for o in self.objects]
-        for c in cands:
-            names.update(lab for lab, _ in c)
-        matches = self.matcher.match(noun, sorted(names))
-        score = np.zeros(self.n)
-        how: list[LabelMatch | None] = [None] * self.n
-        for i, lab in enumerate(self.labels):
+        names = [str(x) for x in self._names if x] + sorted({lab for _, lab, _ in self._cands})
+        matches = self.matcher.match(noun, names)
+        per_name = [matches.get(str(x)) for x in self._names]
+        score = np.array([m.score if m else 0.0 for m in per_name])[self._label_idx] if self.n else np.zeros(0)
+        how: list[LabelMatch | None] = [per_name[j] for j in self._label_idx]
+        for i, lab, p in self._cands:
             m = matches.get(lab)
-            if m is not None:
-                score[i], how[i] = m.score, m
-            for lab2, p in cands[i]:
-                m2 = matches.get(lab2)
-                if m2 is not None and m2.score * p > score[i]:
-                    score[i], how[i] = m2.score * p, LabelMatch(m2.score * p, "candidate")
+            if m is not None and m.score * p > score[i]:
+                score[i], how[i] = m.score * p, LabelMatch(m.score * p, "candidate")
         self._label[noun] = (score, how)
         return score, how
 
@@ -201,13 +204,14 @@ class Resolver:
             if order.measure == "front":
                 return self._centers[idx] @ fwd
             p = np.asarray(self.viewpoint.position, dtype=np.float64)
-            gap = np.linalg.norm(np.maximum(np.maximum(self._lo[idx] - p, p - self._hi[idx]), 0.0), axis=1)
+            lo, hi = self.bounds()
+            gap = np.linalg.norm(np.maximum(np.maximum(lo[idx] - p, p - hi[idx]), 0.0), axis=1)
             return gap + self.cfg.centre_weight * np.linalg.norm(self._centers[idx] - p, axis=1)
         # distance to the nearest anchor satisfying the anchor description: box gap, then centre distance
         a = self.evaluate(order.anchor, role="anchor")
         cols = np.nonzero(a.ok if a.ok.any() else a.score > 0)[0]
-        sep = np.maximum(np.maximum(self._lo[cols][None] - self._hi[idx][:, None],
-                                    self._lo[idx][:, None] - self._hi[cols][None]), 0.0)  # (K, A, 3)
+        lo, hi = self.bounds()
+        sep = np.maximum(np.maximum(lo[cols][None] - hi[idx][:, None], lo[idx][:, None] - hi[cols][None]), 0.0)
         d = np.linalg.norm(sep, axis=2) + self.cfg.centre_weight * np.linalg.norm(
             self._centers[idx][:, None] - self._centers[cols][None], axis=2)
         d[idx[:, None] == cols[None, :]] = np.inf  # nothing is nearest to itself

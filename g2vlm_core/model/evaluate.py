@@ -225,8 +225,8 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
     labeller = ModelLabeller(inf, Segmenter(cfg.segmenter), input_width=hw[1] if hw else 0, geometry_fill=True)
     from ..predicates import Viewpoint
     from ..language.query import QueryEngine
-    engine = QueryEngine(text_embedder=inf.embed_text, grounder=labeller.ground)  # the node's query service
-    rules = QueryEngine(text_embedder=inf.embed_text)  # its hand-written rules alone
+    engine = QueryEngine(**labeller.query_args())  # the node's query service
+    rules = QueryEngine(text_embedder=labeller.query_args()["text_embedder"])  # its rules alone
     g25, g50, q25, q50, r25, matched, seen = [], [], [], [], [], 0, 0
     n_map, counts_ok, on_ok = 0, [], []
     for si in tqdm(range(n), desc="map grounding", unit="scene", disable=not progress):

@@ -101,6 +101,16 @@ class G2VLMRecognizer(Recognizer):
     def embed_text(self, text: str) -> np.ndarray:
         return self.inference.embed_text(text)
 
+    def query_args(self) -> dict:
+        """QueryEngine keyword arguments for this model: its MiniLM as the text embedder (label similarity, no
+        second copy of the weights), its grounding head as the grounder, its object categories as the grounder's
+        vocabulary."""
+        from ..language.embedding import TextEmbedder
+
+        names = self.inference.cfg.semantic_names
+        return {"text_embedder": TextEmbedder.from_text_encoder(self.inference.model.text), "grounder": self.ground,
+                "grounder_vocabulary": tuple(names[i] for i in self.inference.thing_ids if i < len(names))}
+
     def ground(self, text: str, objects, viewpoint) -> np.ndarray | None:
         """The model's grounding-head scores (K,) of scene objects (their embeddings and boxes) for a referring
         expression seen from ``viewpoint`` (-inf for objects without an embedding); None when it cannot score

@@ -88,8 +88,13 @@ def test_viewpoint_pose_is_a_level_camera_at_the_viewpoint():
 def test_with_a_grounder_an_anchor_missing_from_the_map_does_not_block_the_answer():
     rules = QueryEngine().answer(GRAPH, "the mug near the vase", viewpoint=VIEW)
     assert not rules.achievable and "no vase" in rules.answer
-    r = QueryEngine(grounder=Grounder([1, 2])).answer(GRAPH, "the mug near the vase", viewpoint=VIEW)
-    assert r.achievable and r.object_ids[0] == 1
+    r = QueryEngine(grounder=Grounder([1, 2]), grounder_vocabulary=("mug", "vase")).answer(
+        GRAPH, "the mug near the vase", viewpoint=VIEW)
+    assert r.achievable and r.object_ids[0] == 1 and "no vase" in r.answer
+    # an anchor the grounder never learned is no anchor it can read: the reason stays
+    r = QueryEngine(grounder=Grounder([1, 2]), grounder_vocabulary=("mug", "vase")).answer(
+        GRAPH, "the mug near the giraffe", viewpoint=VIEW)
+    assert not r.achievable and "giraffe" in r.answer
 
 
 def test_with_a_grounder_a_noun_of_its_vocabulary_no_object_is_labelled_with_is_looked_for_among_the_unnamed():

@@ -1,0 +1,179 @@
+"""Measure the query language through the node: synthetic test-split scenes replayed into the perception node.
+
+    python -m g2vlm_ros.query_eval [--scenes 5] [--frames 60] [--queries FILE] [--json OUT]
+
+Per scene (test split: seeds 9, 19, 29, ...): makes (or reuses, under --data) the scene and its rosbag2 (as
+``make demo`` does), starts the perception node with the shipped model, replays the bag into it at the recorded
+rate with flow control, then asks the template queries of ``--queries`` (their ``gt_templates``: by default the
+development set, tests/core/data/language_dev_set.yaml) instantiated on the scene's ground truth
+(g2vlm_core.eval.queries) over the SpatialQuery service. View-dependent queries are asked from the live camera,
+whose last pose is the viewpoint of their truths. An answered object stands for the ground-truth object its box
+overlaps most at 3D IoU >= 0.25.
+
+Prints the share right per family and per group (referring expressions with relations or superlatives;
+questions; impossible or hostile queries, "handled" = refused or not achievable with a reason, the node alive)
+beside the same queries answered over the ground-truth graph in process: the ceiling the map allows, so a loss
+through the node is the map's, not the language's, when the ceiling is met.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from g2vlm_ros.dds import use_local_dds  # noqa: E402
+
+use_local_dds()
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+import yaml  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from g2vlm_core.eval.queries import check, gt_graph, scene_cases  # noqa: E402
+from g2vlm_core.geometry.metrics import box_iou_matrix  # noqa: E402
+from g2vlm_core.language.embedding import TextEmbedder  # noqa: E402
+from g2vlm_core.language.query import QueryEngine, QueryResult  # noqa: E402
+from g2vlm_core.predicates import Viewpoint  # noqa: E402
+from g2vlm_core.scene_graph import SceneObject  # noqa: E402
+
+from g2vlm_ros import conversions as cv  # noqa: E402
+from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene  # noqa: E402
+from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
+from g2vlm_ros.process import NodeProcess  # noqa: E402
+from g2vlm_ros.qos import LATCHED  # noqa: E402
+from g2vlm_ros.replay import BagPlayer  # noqa: E402
+from g2vlm_ros.srv import SpatialQuery  # noqa: E402
+
+GROUP_NAMES = {"referring": "referring expressions with relations or superlatives", "question": "questions",
+               "impossible": "impossible or hostile queries (handled)"}
+MATCH_IOU = 0.25
+
+
+def result_of(resp) -> QueryResult:
+    """A SpatialQuery response as the QueryResult the checker reads."""
+    return QueryResult(success=resp.success, achievable=resp.query_achievable, answer=resp.answer,
+                       numeric=resp.numeric_answer, object_ids=list(resp.object_ids), kind=resp.query_kind,
+                       confidence=resp.confidence)
+
+
+def gt_mapper(resp, gt: list[SceneObject]):
+    """Predicted object id -> the ground-truth id whose box overlaps its box most (IoU >= MATCH_IOU), else None."""
+    boxes = {int(m.id): cv.scene_object_from_msg(m).box for m in resp.objects}
+    gt_boxes = [o.box for o in gt]
+
+    def gt_id(i: int) -> int | None:
+        if i not in boxes or not gt_boxes:
+            return None
+        iou = box_iou_matrix([boxes[i]], gt_boxes)[0]
+        j = int(np.argmax(iou))
+        return gt[j].id if iou[j] >= MATCH_IOU else None
+
+    return gt_id
+
+
+def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, log: list[dict]) -> bool:
+    """Replay one scene into a fresh node and ask its cases; appends one record per case to ``log``. Returns
+    whether the node was alive after the last query."""
+    meta = json.loads((scene_dir / "scene.json").read_text())
+    objects = [SceneObject.from_dict(o) for o in meta["objects"]]
+    graph = gt_graph(objects, meta["room"]["size_m"])
+    view = Viewpoint.from_pose(np.asarray(meta["frames"][-1]["T_world_cam"], dtype=np.float64), "camera")
+    cases = scene_cases(graph, view, templates, seed, view_key="live")
+    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
+    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
+                                                          *params, "-p", "sensor_reliable:=true",
+                                                          "-p", "cloud_period_s:=0.0"], capture=False)
+    rclpy.init()
+    node = rclpy.create_node("g2vlm_query_eval")
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    graphs: list[SceneGraphMsg] = []
+    node.create_subscription(SceneGraphMsg, "scene_graph", graphs.append, LATCHED)
+    try:
+        client = node.create_client(SpatialQuery, "spatial_query")
+        if not client.wait_for_service(timeout_sec=120.0):
+            raise RuntimeError("the perception node did not come up (see its log above)")
+        player = BagPlayer(node, scene_dir / "bag", rate=1.0, flow_control=True, executor=ex, progress=False)
+        player.wait_for_subscribers(30.0)
+        stats = player.play()
+        player.close()
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end and not graphs:
+            ex.spin_once(timeout_sec=0.1)
+        n_map = len(graphs[-1].objects) if graphs else 0
+        print(f"{meta['name']}: {len(objects)} objects, {stats.published[BAG_TOPICS['depth_topic']]} frames replayed "
+              f"in {stats.wall_s:.1f} s, {n_map} map objects; {len(cases)} queries")
+        for c in cases:
+            fut = client.call_async(SpatialQuery.Request(query=c.text))
+            ex.spin_until_future_complete(fut, timeout_sec=30.0)
+            resp = fut.result()
+            if resp is None:
+                node_bad = ["no response within 30 s"]
+                r = QueryResult(success=False, answer="")
+            else:
+                r = result_of(resp)
+                node_bad = check(c.expect, r, gt_mapper(resp, objects))
+            g = ceiling.answer(graph, c.text, viewpoint=view if c.viewpoint else None)
+            log.append({"scene": meta["name"], "family": c.family, "group": c.group, "query": c.text,
+                        "expect": c.expect, "node_right": not node_bad, "node_answer": r.answer,
+                        "node_problems": node_bad, "gt_right": not check(c.expect, g), "gt_answer": g.answer})
+        return node_proc.alive()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        node_proc.stop()
+
+
+def report(log: list[dict]) -> str:
+    def table(key: str, names: dict | None = None) -> list[str]:
+        agg = defaultdict(lambda: [0, 0, 0])
+        for r in log:
+            a = agg[r[key]]
+            a[0] += r["node_right"]
+            a[1] += r["gt_right"]
+            a[2] += 1
+        rows = [f"| {(names or {}).get(k, k)} | {a[2]} | {a[0] / a[2]:.0%} | {a[1] / a[2]:.0%} |"
+                for k, a in sorted(agg.items())]
+        return [f"| {key} | queries | through the node | over the ground-truth graph |", "|---|---|---|---|"] + rows
+
+    return "\n".join(table("group", GROUP_NAMES) + [""] + table("family"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--scenes", type=int, default=5, help="test-split scenes: seeds 9, 19, 29, ...")
+    ap.add_argument("--first-seed", type=int, default=9, help="first scene seed (its split must be test: % 10 == 9)")
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--queries", type=Path, default=REPO / "tests" / "core" / "data" / "language_dev_set.yaml",
+                    help="YAML with gt_templates (family -> phrasings)")
+    ap.add_argument("--data", type=Path, default=REPO / "data" / "query_eval")
+    ap.add_argument("--json", type=Path, default=None, help="also write every query's outcome here")
+    a = ap.parse_args(argv)
+    if a.first_seed % 10 != 9:
+        ap.error(f"seed {a.first_seed} is not in the test split (seed % 10 == 9)")
+    templates = yaml.safe_load(a.queries.read_text())["gt_templates"]
+    ceiling = QueryEngine(text_embedder=TextEmbedder.minilm())
+    log: list[dict] = []
+    alive = True
+    for k in range(a.scenes):
+        seed = a.first_seed + 10 * k
+        scene_dir = ensure_scene(a.data / f"seed_{seed}", seed, a.frames, a.width, a.height)
+        alive &= run_scene(scene_dir, templates, seed, ceiling, log)
+    print()
+    print(report(log))
+    print(f"\nnode alive after every scene's queries: {alive}")
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(log, indent=1, default=str))
+    return 0 if alive else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
