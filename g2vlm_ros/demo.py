@@ -59,6 +59,35 @@ def ensure_scene(root: Path, seed: int, frames: int, width: int, height: int) ->
     return scene
 
 
+def perception_node_process(map_dir: Path | None = None) -> NodeProcess:
+    """The perception node (shipped parameters, the G2VLM recognizer of the synthetic world) in its own process,
+    listening on a synthetic bag's topics, reliable sensor QoS for the replay, no periodic cloud; ``map_dir``: where
+    its maps are saved (default: the node's)."""
+    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
+    if map_dir is not None:
+        params += ["-p", f"map_dir:={map_dir}"]
+    return NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
+                                                     *params, "-p", "sensor_reliable:=true",
+                                                     "-p", "recognizer:=g2vlm",  # the synthetic world's model
+                                                     "-p", "cloud_period_s:=0.0"], capture=False)
+
+
+def replay(node, ex, bag: Path, graphs: list, progress: bool = True):
+    """Replay ``bag`` into the node through ``node`` (spun by ``ex``) at the recorded rate with flow control, then
+    wait up to 10 s for a scene graph in ``graphs`` (filled by a subscription); returns the ReplayStats.
+
+    At the recorded rate, as on a robot: replayed faster, the keyframe thread (model) falls behind fusion and labels
+    fewer keyframes (it keeps the newest)."""
+    player = BagPlayer(node, bag, rate=1.0, flow_control=True, executor=ex, progress=progress)
+    player.wait_for_subscribers(30.0)
+    stats = player.play()
+    player.close()
+    end = time.monotonic() + 10.0
+    while time.monotonic() < end and not graphs:
+        ex.spin_once(timeout_sec=0.1)
+    return stats
+
+
 def pick_queries(gt: dict, n: int) -> list[tuple[str, int | None]]:
     """Ground-truth referring expressions (view-independent: the live camera is not their reference view),
     then counting and listing questions; (text, target id or None)."""
@@ -94,13 +123,7 @@ def main(argv=None) -> int:
     print(f"scene {gt['name']} ({gt['room']['type']}, split {gt['split']}): {len(gt_objects)} objects, "
           f"{a.frames} frames {a.width}x{a.height}")
 
-    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
-    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
-                                                          *params, "-p", "sensor_reliable:=true",
-                                                          "-p", "recognizer:=g2vlm",  # the synthetic world's model
-                                                          "-p", "cloud_period_s:=0.0",
-                                                          "-p", f"map_dir:={(a.out / 'map').resolve()}"],
-                            capture=False)
+    node_proc = perception_node_process(map_dir=(a.out / 'map').resolve())
     rclpy.init()
     node = rclpy.create_node("g2vlm_demo")
     ex = SingleThreadedExecutor()
@@ -111,17 +134,9 @@ def main(argv=None) -> int:
         query = node.create_client(SpatialQuery, "spatial_query")
         if not query.wait_for_service(timeout_sec=90.0):
             raise RuntimeError("the perception node did not come up (see its log above)")
-        # At the recorded rate, as on a robot: replayed faster, the keyframe thread (model) falls behind fusion and
-        # labels fewer keyframes (it keeps the newest).
-        player = BagPlayer(node, scene_dir / "bag", rate=1.0, flow_control=True, executor=ex)
-        player.wait_for_subscribers(30.0)
-        stats = player.play()
-        player.close()
+        stats = replay(node, ex, scene_dir / "bag", graphs)
         print(f"replayed {sum(stats.published.values())} messages in {stats.wall_s:.1f} s "
               f"({stats.published[BAG_TOPICS['depth_topic']] / max(stats.wall_s, 1e-9):.1f} frames/s through the node)")
-        end = time.monotonic() + 10.0
-        while time.monotonic() < end and not graphs:
-            ex.spin_once(timeout_sec=0.1)
 
         def call(client, req):
             fut = client.call_async(req)

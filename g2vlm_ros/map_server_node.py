@@ -51,7 +51,9 @@ class MapServerNode(Node):
         self._lock = threading.Lock()
         self._graph = SceneGraph()
         self._pub = self.create_publisher(SceneGraphMsg, "scene_graph", LATCHED)
-        self.query = QueryService(self, QueryEngine(text_embedder=TextEmbedder.minilm()), self.snapshot, self.viewpoint)
+        # the MiniLM for nouns no word table relates to a label, loaded in the background (tables meanwhile)
+        engine = QueryEngine(text_embedder=TextEmbedder.minilm().warm_up())
+        self.query = QueryService(self, engine, self.snapshot, self.viewpoint)
         self.create_service(LoadMap, "load_map", self._on_load)
         if self.cfg.map_file:
             self.load(Path(self.cfg.map_file))

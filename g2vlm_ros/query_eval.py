@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,11 +40,9 @@ from g2vlm_core.predicates import Viewpoint  # noqa: E402
 from g2vlm_core.scene_graph import SceneObject  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
-from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene  # noqa: E402
+from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene, perception_node_process, replay  # noqa: E402
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
-from g2vlm_ros.process import NodeProcess  # noqa: E402
 from g2vlm_ros.qos import LATCHED  # noqa: E402
-from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SpatialQuery  # noqa: E402
 
 GROUP_NAMES = {"referring": "referring expressions with relations or superlatives", "question": "questions",
@@ -83,10 +80,7 @@ def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine,
     graph = gt_graph(objects, meta["room"]["size_m"])
     view = Viewpoint.from_pose(np.asarray(meta["frames"][-1]["T_world_cam"], dtype=np.float64), "camera")
     cases = scene_cases(graph, view, templates, seed, view_key="live")
-    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
-    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
-                                                          *params, "-p", "sensor_reliable:=true",
-                                                          "-p", "cloud_period_s:=0.0"], capture=False)
+    node_proc = perception_node_process()
     rclpy.init()
     node = rclpy.create_node("g2vlm_query_eval")
     ex = SingleThreadedExecutor()
@@ -97,13 +91,7 @@ def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine,
         client = node.create_client(SpatialQuery, "spatial_query")
         if not client.wait_for_service(timeout_sec=120.0):
             raise RuntimeError("the perception node did not come up (see its log above)")
-        player = BagPlayer(node, scene_dir / "bag", rate=1.0, flow_control=True, executor=ex, progress=False)
-        player.wait_for_subscribers(30.0)
-        stats = player.play()
-        player.close()
-        end = time.monotonic() + 10.0
-        while time.monotonic() < end and not graphs:
-            ex.spin_once(timeout_sec=0.1)
+        stats = replay(node, ex, scene_dir / "bag", graphs, progress=False)
         n_map = len(graphs[-1].objects) if graphs else 0
         print(f"{meta['name']}: {len(objects)} objects, {stats.published[BAG_TOPICS['depth_topic']]} frames replayed "
               f"in {stats.wall_s:.1f} s, {n_map} map objects; {len(cases)} queries")

@@ -23,8 +23,12 @@ def at(o: SceneObject) -> str:
     return f"{name(o)} at ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f})"
 
 
+UNCOUNTABLE = ("furniture", "electronics", "stuff", "kitchenware", "tableware", "dishware", "drinkware", "storage",
+               "luggage", "equipment")
+
+
 def plural(noun: str, n: int) -> str:
-    if n == 1:
+    if n == 1 or " of " in noun or noun.endswith(UNCOUNTABLE):
         return noun
     if noun.endswith(("s", "x", "ch", "sh")):
         return noun + "es"

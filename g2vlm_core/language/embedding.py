@@ -26,6 +26,24 @@ class TextEmbedder:
         self._encode, self.cache_size = encode, cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # the query service and a warm-up may call it from two threads
+        self.ready = True  # False while warm_up() loads the model: callers may go without it meanwhile
+        self.error: Exception | None = None  # why the warm-up failed
+
+    def warm_up(self) -> "TextEmbedder":
+        """Load the model in a background thread (a node's first query must not wait seconds for it); ``ready``
+        turns True when it can answer, and stays False with ``error`` set when loading failed."""
+        self.ready = False
+
+        def load() -> None:
+            try:
+                self.batch(["warm up"])
+                self.ready = True
+            except Exception as e:  # noqa: BLE001  (reported, and the matcher keeps its word tables)
+                self.error = e
+                log.warning("text embedder could not load (%s): nouns match labels by the word tables only", e)
+
+        threading.Thread(target=load, name="text_embedder_warm_up", daemon=True).start()
+        return self
 
     @classmethod
     def minilm(cls, path: str | None = None, device: str = "cpu", cache_size: int = 4096) -> "TextEmbedder":

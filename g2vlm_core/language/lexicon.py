@@ -30,6 +30,9 @@ RELATIONS: dict[str, tuple[str, ...]] = {
     "adjacent to": ("near",), "around": ("near",), "by the side of": ("near",), "at the side of": ("near",),
     "in the vicinity of": ("near",), "against": ("near",),
     "in": ("inside",), "inside": ("inside",), "within": ("inside",), "inside of": ("inside",), "into": ("inside",),
+    # "the table with the lamp": the lamp rests on it or stands by it
+    "with": ("under", "near"), "holding": ("under", "near"), "carrying": ("under", "near"),
+    "that has": ("under", "near"), "which has": ("under", "near"), "having": ("under", "near"),
 }
 # The association a possessive, a telegraphic juxtaposition or "from" implies ("the cabinet's box", "red mug,
 # shelf", "the book from the cabinet"): resting on, inside or beside it.

@@ -141,10 +141,12 @@ def _static_table() -> dict[str, tuple[str, object]]:
         t[w] = ("RELADJ", preds)
     for w in lx.VIEWER:
         t[w] = ("ME", w)
+    # "without" is "not with": the desk without a lamp
+    t["without"] = ("SPLIT", (("NEG", None), ("REL", lx.RELATIONS["with"])))
     for w in lx.VIEWER_THINGS:
         for prep, typ in (("to", "TO"), ("from", "FROM"), ("away from", "FROM")):
             t[f"{prep} {w}"] = ("SPLIT", ((typ, None), ("ME", w)))
-    t.update({"and": ("AND", None), "as well as": ("AND", None), "or": ("AND", None), ",": ("COMMA", None),
+    t.update({"and": ("AND", None), "as well as": ("AND", None), "or": ("OR", None), "either": ("FILLER", None), ",": ("COMMA", None),
               "'s": ("POSS", None), "of": ("OF", None), "to": ("TO", None), "from": ("FROM", None),
               "away from": ("FROM", None), "there": ("THERE", None),
               "over there": ("FILLER", None), "in front": ("SIDEPOST", lx.SIDES["front"]),
@@ -200,8 +202,8 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
             else:
                 hit = ("WORD", (lx.lemmatise(w), lx.lemmatise(w) != w), 1)
         typ, val, L = hit
-        if typ == "SPLIT":  # one phrase, two tokens ("to the robot" -> TO ME)
-            out.extend(Tok(t2, v2, " ".join(words[i:i + L])) for t2, v2 in val)
+        if typ == "SPLIT":  # one phrase, two tokens ("to the robot" -> TO ME); the words go with the first
+            out.extend(Tok(t2, v2, " ".join(words[i:i + L]) if k == 0 else "") for k, (t2, v2) in enumerate(val))
         elif typ not in ("FILLER", "CMD"):
             out.append(Tok(typ, val, " ".join(words[i:i + L])))
         i += L

@@ -28,6 +28,8 @@ start: find_q | where_q | exists_q | count_q | color_q | measure_q | dist_q | re
 
 find_q: np (FROM anchor)?
       | WH np
+      | WH BE np
+      | WH OF np
 where_q: WHERE BE? np BE?
        | LOCATION np
 exists_q: THEREIS np
@@ -59,26 +61,30 @@ list_q: LIST np
 np: core post* appos*
 core: poss? det? premod* head
     | poss? det? premod* ONE   -> core_one
+    | det? ORD? (SUP | SIDE) ONE? OF det? premod* head  -> core_partitive
 poss: anchor POSS
 det: DET | ALL | ALL DET | ANY | NUM | DET NUM | ALL NUM
 premod: COLOR | SIZE | NEG COLOR | NEG SIZE | SUP | ORD | SIDE | RELADJ | NOUN | WORD
 head: NOUN | WORD | OBJ
-post: BE? REL anchor                      -> rel_post
+post: BE? REL anchor (OR anchor)*         -> rel_post
     | BE? RELADJ anchor                   -> rel_post
-    | BE? NEG REL anchor                  -> neg_rel_post
+    | BE? NEG REL anchor (OR anchor)*     -> neg_rel_post
     | THAT clause (AND THAT? clause)*     -> relcl
     | EXCEPT xnp                          -> except_post
     | BE? SUP (TO | FROM | OF)? other     -> sup_post
+    | BE DET? SUP                         -> sup_post
     | SIDEPOST                            -> side_post
-    | FROMSIDE                            -> side_post
+    | FROMSIDE                            -> fromside_post
+    | BE? NEG? COLOR                      -> color_post
+    | BE? NEG? SIZE                       -> color_post
     | TO other                            -> to_post
     | AND post                            -> and_post
-clause: BE? NEG? REL anchor               -> clause_rel
+clause: BE? NEG? REL anchor (OR anchor)*  -> clause_rel
       | BE? NEG? COLOR                    -> clause_color
       | BE? NEG? SIZE                     -> clause_size
       | BE? SUP ((TO | FROM | OF)? other)?  -> clause_sup
       | BE? SIDEPOST                      -> clause_side
-      | BE? FROMSIDE                      -> clause_side
+      | BE? FROMSIDE                      -> clause_fromside
 appos: COMMA DET? ONE post+               -> appos_one
      | COMMA anchor                       -> appos_assoc
 xnp: det? premod* (head | ONE) post*
@@ -90,7 +96,7 @@ attr: NEG? COLOR | NEG? SIZE
 %declare FROM WH WHERE BE LOCATION THEREIS THERE SEE COUNT COLORW OF POSS HOWFAR TO HOWFARAPART AND APART
 %declare DISTBETWEEN DISTFROM DISTTO DISTANCE BETWEEN LIST DET ALL ANY NUM COLOR SIZE NEG SUP ORD SIDE RELADJ
 %declare NOUN WORD OBJ ONE REL THAT EXCEPT SIDEPOST FROMSIDE COMMA ME HOWBIG HOWTALL HOWWIDE SIZEQ SIZEOF
-%declare MEASURE MEASUREOF
+%declare MEASURE MEASUREOF OR
 """
 MEASURE_OF_TAG = {"HOWBIG": "size", "SIZEQ": "size", "SIZEOF": "size", "HOWTALL": "height", "HEIGHTOF": "height",
                   "HOWWIDE": "width", "WIDTHOF": "width"}
@@ -117,6 +123,7 @@ class Relation:
     anchor: "Desc"
     negated: bool = False
     text: str = ""
+    alternatives: list["Desc"] = field(default_factory=list)  # "on the desk or the shelf": any of the anchors
 
 
 @dataclass
@@ -211,7 +218,7 @@ class _Builder:
         return [x for c in node.children for x in self.tokens(c)]
 
     def text(self, node) -> str:
-        return " ".join(t.text for t in self.tokens(node))
+        return " ".join(t.text for t in self.tokens(node) if t.text)
 
     @staticmethod
     def sub(node: Tree, name: str) -> list[Tree]:
@@ -232,13 +239,13 @@ class _Builder:
             anchors = self.sub(q, "anchor")
             if anchors:  # "the book from the cabinet"
                 target.relations.append(Relation(ASSOCIATION, self.anchor(anchors[0]), text="from"))
-            if "WH" in types and target.noun is None and (target.relations or target.order is None):
+            if "WH" in types and target.noun is None and target.order is None:
                 return Query("related", target, question=self.question)  # "which things are on the desk"
             if "WH" in types and target.plural and target.order is None:
                 return Query("related", target, question=self.question)  # "which mugs are on the desk"
             first = self.tokens(q)[0]
-            if first.type == "ANY" and self.question:
-                return Query("exists", target, question=True)  # "any boxes on the floor?"
+            if self.question and (first.type == "ANY" or first.text in ("anything", "something")):
+                return Query("exists", target, question=True)  # "any boxes on the floor?", "anything on it?"
             return Query("find", target, question=self.question)
         if kind == "where_q":
             return Query("where", nps[0], question=self.question)
@@ -270,8 +277,9 @@ class _Builder:
                 raise ParseError("a distance needs an object")
             return Query("distance", a, other=b, question=self.question)
         if kind == "related_q":
-            target = Desc(text=self.text(q))
-            for p in self.sub(q, "post") + [c for c in q.children if isinstance(c, Tree) and c.data != "post"]:
+            posts = [c for c in q.children if isinstance(c, Tree)]
+            target = Desc(text=" ".join(self.text(p) for p in posts))
+            for p in posts:
                 self.post(p, target)
             return Query("related", target, question=self.question)
         if kind == "list_q":
@@ -307,8 +315,16 @@ class _Builder:
         rank = 0
         reladj: tuple[str, ...] | None = None
         for c in node.children:
-            if isinstance(c, Token):  # ONE
-                d.plural = self.tok(c).value == "ones"
+            if isinstance(c, Token):  # ONE, or the words of a partitive ("the second biggest of the boxes")
+                t = self.tok(c)
+                if t.type == "ONE":
+                    d.plural = t.value == "ones"
+                elif t.type == "SUP":
+                    sup = t.value
+                elif t.type == "SIDE":
+                    side = t.value
+                elif t.type == "ORD":
+                    rank = t.value
                 continue
             if c.data == "poss":
                 poss = self.anchor(c.children[0])
@@ -360,38 +376,14 @@ class _Builder:
                 d.plural = True
 
     def anchor(self, node: Tree) -> Desc:
-        d = Desc(text=self.text(node))
-        sup = side = None
-        rank = 0
-        for c in node.children:
-            if c.data == "det":
-                self.det(c, d)
-            elif c.data == "apremod":
-                t = self.tokens(c)[0]
-                if t.type == "COLOR":
-                    d.colors.append(t.value)
-                elif t.type == "SIZE":
-                    d.sizes.append(t.value)
-                elif t.type == "SUP":
-                    sup = t.value
-                elif t.type == "SIDE":
-                    side = t.value
-                elif t.type == "ORD":
-                    rank = t.value
-                else:
-                    d.modifiers.append(t.value[0])
-            elif c.data == "head":
-                t = self.tokens(c)[0]
-                if t.type in ("NOUN", "WORD"):
-                    d.noun, d.plural = t.value
-        if sup or side or rank:
-            measure, direction = sup or side or ("right", "min")
-            d.order = Order(measure, direction, rank or 1)
+        """An anchor is a noun phrase without modifiers after its noun: read as a core."""
+        d = self.core(Tree("core", [Tree("premod", c.children) if c.data == "apremod" else c for c in node.children]))
+        d.text = self.text(node)
         return d
 
     def attr(self, node: Tree, d: Desc) -> None:
         toks = self.tokens(node)
-        neg = toks[0].type == "NEG"
+        neg = any(t.type == "NEG" for t in toks)
         t = toks[-1]
         if t.type == "COLOR":
             (d.not_colors if neg else d.colors).append(t.value)
@@ -413,23 +405,26 @@ class _Builder:
     def post(self, node: Tree, d: Desc) -> None:
         kind = node.data
         toks = self.terms(node)
-        if kind == "rel_post":
+        if kind in ("rel_post", "neg_rel_post"):
             rel = next(self.tok(t) for t in toks if t.type in ("REL", "RELADJ"))
-            d.relations.append(Relation(rel.value, self.anchor(self.sub(node, "anchor")[0]), text=rel.text))
-        elif kind == "neg_rel_post":
-            rel = next(self.tok(t) for t in toks if t.type == "REL")
-            d.relations.append(Relation(rel.value, self.anchor(self.sub(node, "anchor")[0]), True, rel.text))
+            anchors = [self.anchor(a) for a in self.sub(node, "anchor")]
+            d.relations.append(Relation(rel.value, anchors[0], kind == "neg_rel_post", rel.text, anchors[1:]))
+        elif kind == "color_post":
+            self.attr(node, d)
         elif kind == "relcl":
-            for c in self.sub(node, "clause_rel") + self.sub(node, "clause_color") + self.sub(node, "clause_size") \
-                    + self.sub(node, "clause_sup") + self.sub(node, "clause_side"):
-                self.clause(c, d)
+            for c in node.children:
+                if isinstance(c, Tree):
+                    self.clause(c, d)
         elif kind == "except_post":
             d.excluded.append(self.xnp(self.sub(node, "xnp")[0]))
         elif kind == "sup_post":
             sup = next(self.tok(t) for t in toks if t.type == "SUP")
-            self._set_order(d, sup.value, self.other(self.sub(node, "other")[0]))
-        elif kind == "side_post":
+            others = self.sub(node, "other")
+            self._set_order(d, sup.value, self.other(others[0]) if others else None)
+        elif kind in ("side_post", "fromside_post"):
             self._set_order(d, self.tok(toks[0]).value)
+            if kind == "side_post" and d.order.rank == -1:
+                d.order.rank = 1  # "the last chair on the right": the one at the right end
         elif kind == "to_post":
             other = self.other(self.sub(node, "other")[0])
             if d.order is not None and d.order.measure == "dist":
@@ -448,7 +443,8 @@ class _Builder:
         neg = any(t.type == "NEG" for t in toks)
         if node.data == "clause_rel":
             rel = next(t for t in toks if t.type == "REL")
-            d.relations.append(Relation(rel.value, self.anchor(self.sub(node, "anchor")[0]), neg, rel.text))
+            anchors = [self.anchor(a) for a in self.sub(node, "anchor")]
+            d.relations.append(Relation(rel.value, anchors[0], neg, rel.text, anchors[1:]))
         elif node.data == "clause_color":
             (d.not_colors if neg else d.colors).append(next(t.value for t in toks if t.type == "COLOR"))
         elif node.data == "clause_size":
@@ -459,6 +455,8 @@ class _Builder:
             self._set_order(d, sup.value, self.other(others[0]) if others else None)
         else:
             self._set_order(d, next(t.value for t in toks if t.type in ("SIDEPOST", "FROMSIDE")))
+            if node.data == "clause_side" and d.order.rank == -1:
+                d.order.rank = 1
 
     def xnp(self, node: Tree) -> Desc:
         parts = ("det", "premod", "head")

@@ -262,7 +262,7 @@ class _Ctx:
             if rel.negated:
                 continue
             try:
-                a = self.res.evaluate(rel.anchor, role="anchor")
+                a = self.res.anchors(rel)
             except (NotInMap, NeedsViewpoint):
                 continue
             cols = np.nonzero(a.ok if a.ok.any() else a.score > 0)[0]

@@ -166,7 +166,7 @@ class Resolver:
         """Apply one relation (or its negation) to scores ``s`` and decisions ``ok`` in place."""
         if set(rel.predicates) & set(VIEW_DEPENDENT) and self.viewpoint is None:
             raise NeedsViewpoint(rel.text or rel.predicates[0])
-        a = self.evaluate(rel.anchor, role="anchor")
+        a = self.anchors(rel)
         rows, cols = np.nonzero(s)[0], np.nonzero(a.score)[0]
         hit_s, hit_ok = np.zeros(self.n), np.zeros(self.n, dtype=bool)
         if rows.size and cols.size:  # only candidate pairs: 500 objects x 500 anchors would be 250k pairs
@@ -183,6 +183,19 @@ class Resolver:
         else:
             s *= hit_s
             ok &= hit_ok
+
+    def anchors(self, rel: Relation) -> Evaluated:
+        """The objects a relation's anchor names; with alternatives ("on the desk or the shelf") any of them (an
+        alternative the map lacks is dropped; NotInMap when all are missing)."""
+        found, missing = [], None
+        for d in [rel.anchor] + rel.alternatives:
+            try:
+                found.append(self.evaluate(d, role="anchor"))
+            except NotInMap as e:
+                missing = missing or e
+        if not found:
+            raise missing
+        return Evaluated(np.max([e.score for e in found], axis=0), np.any([e.ok for e in found], axis=0))
 
     def measure(self, order: Order, idx: np.ndarray) -> np.ndarray:
         """The superlative's measure (K,) of objects ``idx`` (smaller = first for direction min)."""

@@ -303,3 +303,31 @@ def test_the_engine_answers_from_several_threads():
     for t in threads:
         t.join()
     assert not errors and all(out[i] == out[i % 4] for i in range(len(texts)))
+
+
+def test_a_warming_embedder_is_not_waited_for():
+    gate = threading.Event()
+
+    def slow(texts):
+        gate.wait(10.0)
+        return np.ones((len(texts), 2))
+
+    emb = TextEmbedder(slow).warm_up()
+    m = LabelMatcher(emb)
+    assert not emb.ready and m.match("gizmo", ["widget"]) == {}  # answered at once by the tables
+    gate.set()
+    for _ in range(100):
+        if emb.ready:
+            break
+        threading.Event().wait(0.05)
+    assert emb.ready and set(m.match("gizmo", ["widget"])) == {"widget"}
+
+    def broken(texts):
+        raise OSError("no model folder")
+
+    bad = TextEmbedder(broken).warm_up()
+    for _ in range(100):
+        if bad.error is not None:
+            break
+        threading.Event().wait(0.05)
+    assert isinstance(bad.error, OSError) and not bad.ready
