@@ -129,7 +129,8 @@ def bench_queries(inf: G2VLMInference, repeats: int, sync) -> dict[str, float]:
                                         attributes={"color": "red", "size": "small"},
                                         embedding=rng.normal(size=inf.cfg.embed_dim)) for i in range(n)])
         args = lab.query_args()
-        for name, eng in (("grounded", QueryEngine(**args)), ("rules", QueryEngine(text_embedder=args["text_embedder"]))):
+        for name, eng in (("grounded", QueryEngine(**args)),
+                          ("rules", QueryEngine(text_embedder=args["text_embedder"]))):
             k = iter(range(10 ** 9))
             t = timings(lambda: eng.answer(graph, texts[next(k) % len(texts)], viewpoint=view),
                         max(repeats * len(texts), 10 * len(texts)), warmup=len(texts), sync=sync)

@@ -37,6 +37,8 @@ SUPPORTS = ("table", "desk", "shelf", "cabinet", "bed", "sofa")
 ABSENT = ("elephant", "piano", "giraffe", "bicycle", "umbrella", "toaster", "toothbrush", "skateboard", "horse")
 NONSENSE = ("blorptang", "snarfle", "quuxbin", "zindle")
 CLEAR_TRUE, CLEAR_FALSE = 0.8, 0.2  # predicate confidences far enough from the 0.5 boundary
+EXPECTATIONS = {"ids", "all_ids", "yes", "count", "color", "value", "handled", "achievable", "success", "kind",
+                "contains", "excludes"}
 
 
 @dataclass
@@ -212,6 +214,9 @@ def check(expect: dict, r, gt_id: Callable[[int], int | None] = lambda i: i) -> 
     it), value (numeric within 20 %), handled (refused or not achievable, with a reason), achievable, success,
     kind, contains / excludes (answer text), and a confidence in [0, 1] on every answer.
     """
+    unknown = set(expect) - EXPECTATIONS
+    if unknown:  # e.g. YAML reading an unquoted key `yes:` as the boolean True: the check would be skipped
+        raise ValueError(f"unknown expectations {sorted(map(repr, unknown))}; known: {sorted(EXPECTATIONS)}")
     bad = []
     text = r.answer.lower()
     if expect.get("handled"):

@@ -147,13 +147,14 @@ COMMANDS = (
     "i am trying to find", "i have to find", "i must find", "inspect",
 )
 FILLER = {
-    "please", "thanks", "thank", "kindly", "uh", "um", "umm", "er", "erm", "hmm", "hey", "hi", "hello there",
-    "ok", "okay", "robot", "just", "hello", "hiya", "yo", "actually", "exactly", "currently", "now", "right now", "again", "also",
-    "thank you", "cheers", "oh", "well", "so", "sitting", "standing", "lying", "laying", "resting", "placed",
-    "located", "positioned", "situated", "kept", "stored", "sits", "stands", "lies", "rests", "sit", "stand",
-    "lie", "rest", "put", "set", "found", "seen", "visible", "currently visible", "being", "been", "exactly",
-    "in total", "altogether", "in all", "overall", "at all", "for me", "for us", "yet", "still", "quickly", "here please", "that you can see", "you can see", "can be seen",
-    "that i can see", "there please", "mounted", "hanging", "hung",
+    "please", "thanks", "thank", "kindly", "uh", "um", "umm", "er", "erm", "hmm", "hey", "hi", "hello there", "ok",
+    "okay", "robot", "just", "hello", "hiya", "yo", "actually", "exactly", "currently", "now", "right now", "again",
+    "also", "thank you", "cheers", "oh", "well", "so", "sitting", "standing", "lying", "laying", "resting",
+    "placed", "located", "positioned", "situated", "kept", "stored", "sits", "stands", "lies", "rests", "sit",
+    "stand", "lie", "rest", "put", "set", "found", "seen", "visible", "currently visible", "being", "been",
+    "in total", "altogether", "in all", "overall", "at all", "for me", "for us", "yet", "still", "quickly",
+    "here please", "that you can see", "you can see", "can be seen", "that i can see", "there please", "mounted",
+    "hanging", "hung",
 }
 # Rooms and the map itself: "in the kitchen", "in this room" add nothing to a query over one map.
 ROOM_WORDS = ("room", "kitchen", "scene", "map", "house", "apartment", "flat", "office", "space", "area",

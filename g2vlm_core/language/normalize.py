@@ -146,7 +146,8 @@ def _static_table() -> dict[str, tuple[str, object]]:
     for w in lx.VIEWER_THINGS:
         for prep, typ in (("to", "TO"), ("from", "FROM"), ("away from", "FROM")):
             t[f"{prep} {w}"] = ("SPLIT", ((typ, None), ("ME", w)))
-    t.update({"and": ("AND", None), "as well as": ("AND", None), "or": ("OR", None), "either": ("FILLER", None), ",": ("COMMA", None),
+    t.update({"and": ("AND", None), "as well as": ("AND", None), "or": ("OR", None), "either": ("FILLER", None),
+              ",": ("COMMA", None),
               "'s": ("POSS", None), "of": ("OF", None), "to": ("TO", None), "from": ("FROM", None),
               "away from": ("FROM", None), "there": ("THERE", None),
               "over there": ("FILLER", None), "in front": ("SIDEPOST", lx.SIDES["front"]),

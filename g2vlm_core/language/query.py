@@ -41,6 +41,8 @@ class QueryConfig:
     # (chosen on tests/core/data/label_pairs.yaml: labels.py)
     candidate_min_score: float = 0.3  # a secondary label (label_candidates) names its object from this score
     noise_word_share: float = 0.6  # a query of at least 3 tokens, this share of them unknown words, is noise
+    max_tokens: int = 48  # longer queries (after filler is dropped) are refused: the Earley parse and the nested
+    # relations grow with the length, and no planner's query needs more (a 1000-character one must not stall)
     grounded_rule_floor: float = 0.1  # with a grounder, a candidate scores its probability x (this + its rules
     # score), renormalised: the rules' colour / size / relation evidence breaks the grounder's near-ties
     unnamed_label: str = "object"  # label of objects mapped without a name (ObjectMapConfig.unknown_label): with a
@@ -135,6 +137,10 @@ class QueryEngine:
             return QueryResult(success=True, achievable=False, kind="invalid", answer=f"not a query: {reason}")
         objects = list(graph.objects)
         toks, question = tag(text, self._labels(objects))
+        if len(toks) > self.cfg.max_tokens:
+            return QueryResult(success=True, achievable=False, kind="invalid",
+                               answer=f"not understood: the query has {len(toks)} meaningful words; at most "
+                                      f"{self.cfg.max_tokens} are read")
         words = sum(t.type in ("WORD", "NOUN") for t in toks)
         if sum(t.type == "WORD" for t in toks) >= 3 and unknown_word_share(toks) >= self.cfg.noise_word_share \
                 and words == len([t for t in toks if t.type not in ("DET", "COMMA")]):
@@ -295,8 +301,9 @@ class _Ctx:
         else:
             why = f"I do not know '{noun}': no object in the map is labelled so or anything similar{seen}"
         if q.kind == "count" and e.known:
+            what = noun if e.role == "target" else (q.target.noun or "object")
             return QueryResult(success=True, achievable=True, kind="count", numeric=0.0, confidence=1.0,
-                               answer=f"0 {A.plural(noun, 0) if e.role == 'target' else A.plural(q.target.noun or 'object', 0)}: {why}")
+                               answer=f"0 {A.plural(what, 0)}: {why}")
         if q.kind == "exists":
             return QueryResult(success=True, achievable=False, kind="exists", numeric=0.0, answer=f"no: {why}")
         if self.e.grounder is not None and q.kind in ("find", "where") and e.role == "target":
@@ -308,9 +315,17 @@ class _Ctx:
             return self.without_anchor(q, noun, kind)
         return QueryResult(success=True, achievable=False, kind=kind, answer=why)
 
+    def unreadable_anchor(self, d: Desc) -> str | None:
+        """An anchor of ``d`` that neither the map nor the grounder knows (no rescue may ignore it)."""
+        for rel in d.relations:
+            for a in [rel.anchor] + rel.alternatives:
+                if a.noun is not None and not self.res.label(a.noun)[0].any() and not self.e.knows(a.noun):
+                    return a.noun
+        return None
+
     def unnamed(self, q: Query, noun: str) -> QueryResult | None:
         """A noun of the grounder's vocabulary that names no object: its best match among the unnamed objects."""
-        if not self.e.knows(noun):
+        if not self.e.knows(noun) or self.unreadable_anchor(q.target) is not None:
             return None
         pool = np.array([i for i, o in enumerate(self.objects) if normalise_label(o.label) == self.cfg.unnamed_label
                          and self.allowed[i]], dtype=np.int64)
@@ -320,8 +335,8 @@ class _Ctx:
         o = pool[np.argsort(-g, kind="stable")][: self.k_one]
         best = self.objects[o[0]]
         return QueryResult(success=True, achievable=True, kind="where" if q.kind == "where" else "find",
-                           object_ids=[self.objects[i].id for i in o], scores=[float(x) for x in np.sort(g)[::-1][:len(o)]],
-                           confidence=float(np.max(g)) * 0.5,
+                           object_ids=[self.objects[i].id for i in o],
+                           scores=[float(x) for x in np.sort(g)[::-1][:len(o)]], confidence=float(np.max(g)) * 0.5,
                            answer=f"{A.at(best)} (no object is labelled {noun}: the best match among the unnamed "
                                   f"objects)")
 

@@ -13,8 +13,16 @@ from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
 DEV_SET = Path(__file__).parent / "data" / "language_dev_set.yaml"
 
 
+CASE_KEYS = {"scene", "family", "q", "q_repeat", "no_viewpoint"}
+
+
 def load_dev_set(path: Path = DEV_SET) -> dict:
+    """The set; each case's expectations are the keys other than CASE_KEYS (g2vlm_core.eval.queries.check)."""
     return yaml.safe_load(path.read_text())
+
+
+def expectations(case: dict) -> dict:
+    return {k: v for k, v in case.items() if k not in CASE_KEYS}
 
 
 def build_scene(spec: dict) -> tuple[SceneGraph, Viewpoint | None]:

@@ -331,3 +331,14 @@ def test_a_warming_embedder_is_not_waited_for():
             break
         threading.Event().wait(0.05)
     assert isinstance(bad.error, OSError) and not bad.ready
+
+
+def test_long_queries_are_refused_quickly():
+    import time
+
+    e = QueryEngine()
+    for text in ("mug " * 150, "the mug" + " near the table" * 60):
+        t0 = time.perf_counter()
+        r = e.answer(GRAPH, text)
+        assert r.success and not r.achievable and "at most" in r.answer
+        assert time.perf_counter() - t0 < 2.0  # a busy CI machine: the point is no super-linear stall

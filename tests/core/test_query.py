@@ -144,3 +144,11 @@ def test_an_object_seen_in_one_keyframe_answers_only_when_nothing_confirmed_matc
 def test_bad_tentative_settings_are_refused(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         QueryConfig(**kw)
+
+
+def test_no_rescue_ignores_an_anchor_nobody_knows():
+    graph = SceneGraph(GRAPH.objects + [_obj(5, "object", 2.0, 1.0)])
+    e = QueryEngine(grounder=Grounder([5]), grounder_vocabulary=("table", "mug", "cabinet"))
+    assert e.answer(graph, "the cabinet", viewpoint=VIEW).object_ids == [5]
+    r = e.answer(graph, "the cabinet next to the bicycle", viewpoint=VIEW)
+    assert not r.achievable and not r.object_ids
