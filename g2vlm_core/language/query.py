@@ -43,6 +43,8 @@ class QueryConfig:
     noise_word_share: float = 0.6  # a query of at least 3 tokens, this share of them unknown words, is noise
     max_tokens: int = 48  # longer queries (after filler is dropped) are refused: the Earley parse and the nested
     # relations grow with the length, and no planner's query needs more (a 1000-character one must not stall)
+    grounder_tie: float = 1.0  # the grounder orders the candidates satisfying a description when the rules' second
+    # best scores at least this share of the best (1: only exact ties; 0: always)
     grounded_rule_floor: float = 0.1  # with a grounder, a candidate scores its probability x (this + its rules
     # score), renormalised: the rules' colour / size / relation evidence breaks the grounder's near-ties
     unnamed_label: str = "object"  # label of objects mapped without a name (ObjectMapConfig.unknown_label): with a
@@ -215,10 +217,11 @@ class _Ctx:
         self.by_id = {o.id: o for o in objects}
 
     # ------------------------------------------------------------------------------------------ helpers
-    def pick(self, d: Desc, text: str | None = None) -> _Pick:
+    def pick(self, d: Desc, text: str | None = None, ground: bool = True) -> _Pick:
         """The objects description ``d`` names, best first: those satisfying all of it, ordered by score (and by
-        the grounder when there is one and no superlative decides); when none does, the grounder's choice among
-        the objects the noun names, else the rules' closest match when it scores at least achievable_score."""
+        the grounder, when ``ground``, there is one, no superlative decides and the rules' best two are within
+        grounder_tie of each other); when none does, the grounder's choice among the objects the noun names, else
+        the rules' closest match when it scores at least achievable_score."""
         ev = self.res.evaluate(d, self.allowed)
         s, ok = ev.score.copy(), ev.ok
         text = text or d.text or self.text  # the phrase itself, not the question around it
@@ -229,7 +232,7 @@ class _Ctx:
             s_ok = self.e.confirmed_first(self.objects, s_ok, self.cfg.min_score)
             idx = ok_idx[np.argsort(-s_ok[ok_idx], kind="stable")]
             idx = idx[s_ok[idx] >= self.cfg.min_score] if (s_ok[idx] >= self.cfg.min_score).any() else idx
-            if d.order is None and idx.size > 1:
+            if ground and d.order is None and idx.size > 1 and s_ok[idx[1]] >= self.cfg.grounder_tie * s_ok[idx[0]]:
                 g = self.e.grounded(self.objects, text, idx, s, self.viewpoint)
                 if g is not None:
                     idx = idx[np.argsort(-g, kind="stable")]
@@ -241,7 +244,7 @@ class _Ctx:
             return _Pick(order, [float(min(max(s_ok[i], 0.0), 1.0)) for i in order], True)
         named, _ = self.res.label(d.noun)
         pool = np.nonzero((named > 0) & self.allowed)[0]
-        g = self.e.grounded(self.objects, text, pool, s, self.viewpoint) if pool.size else None
+        g = self.e.grounded(self.objects, text, pool, s, self.viewpoint) if pool.size and ground else None
         if g is not None:
             o = pool[np.argsort(-g, kind="stable")]
             return _Pick(list(o), [float(x) for x in np.sort(g)[::-1]], False,
@@ -503,7 +506,7 @@ class _Ctx:
                                       + self.caveat(i, q.target),
                                object_ids=[self.objects[i].id], scores=a.scores[:1],
                                confidence=float(a.scores[0] * (1.0 if a.exact else 0.5)))
-        b = self.pick(q.other)
+        b = self.pick(q.other, ground=False)  # one grounding-head call per query: the rules pick the second
         if not b.order:
             return self.not_found("distance", q.other)
         j = b.order[0]

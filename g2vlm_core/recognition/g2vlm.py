@@ -107,9 +107,8 @@ class G2VLMRecognizer(Recognizer):
         vocabulary."""
         from ..language.embedding import TextEmbedder
 
-        names = self.inference.cfg.semantic_names
         return {"text_embedder": TextEmbedder.from_text_encoder(self.inference.model.text), "grounder": self.ground,
-                "grounder_vocabulary": tuple(names[i] for i in self.inference.thing_ids if i < len(names))}
+                "grounder_vocabulary": self.vocabulary}
 
     def ground(self, text: str, objects, viewpoint) -> np.ndarray | None:
         """The model's grounding-head scores (K,) of scene objects (their embeddings and boxes) for a referring

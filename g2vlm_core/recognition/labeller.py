@@ -87,6 +87,17 @@ class KeyframeLabeller:
                 return r.ground
         return None
 
+    def query_args(self) -> dict:
+        """QueryEngine keyword arguments: those of the G2VLM model when one runs (its MiniLM for label similarity,
+        its grounding head, its categories as the grounder's vocabulary), else the shipped MiniLM, loaded in the
+        background."""
+        for r in (self.reasoner, self.recognizer):
+            if r is not None and hasattr(r, "query_args"):
+                return r.query_args()
+        from ..language.embedding import TextEmbedder
+
+        return {"text_embedder": TextEmbedder.minilm().warm_up(), "grounder": self.ground}
+
     @property
     def vocabulary(self) -> tuple[str, ...]:
         """Every object label this labeller can give: the recognizer's, and "table" from supports when enabled."""
