@@ -16,6 +16,8 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from g2vlm_ros.dds import use_local_dds  # noqa: E402
@@ -88,6 +90,44 @@ def replay(node, ex, bag: Path, graphs: list, progress: bool = True):
     return stats
 
 
+@dataclass
+class Session:
+    """A client of a perception node running in its own process (see ``perception_session``)."""
+
+    node: object  # rclpy Node
+    ex: SingleThreadedExecutor
+    graphs: list  # SceneGraph messages as they arrive (latched)
+    query: object  # SpatialQuery client
+    node_proc: NodeProcess
+
+    def call(self, client, req, timeout_s: float = 30.0):
+        fut = client.call_async(req)
+        self.ex.spin_until_future_complete(fut, timeout_sec=timeout_s)
+        return fut.result()
+
+
+@contextmanager
+def perception_session(name: str, timeout_s: float = 90.0, map_dir: Path | None = None):
+    """Start the perception node (``perception_node_process``), a client node ``name`` subscribed to its scene graph
+    and a SpatialQuery client ready to call; stop both on exit."""
+    node_proc = perception_node_process(map_dir)
+    rclpy.init()
+    node = rclpy.create_node(name)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    graphs: list[SceneGraphMsg] = []
+    node.create_subscription(SceneGraphMsg, "scene_graph", graphs.append, LATCHED)
+    try:
+        query = node.create_client(SpatialQuery, "spatial_query")
+        if not query.wait_for_service(timeout_sec=timeout_s):
+            raise RuntimeError("the perception node did not come up (see its log above)")
+        yield Session(node, ex, graphs, query, node_proc)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        node_proc.stop()
+
+
 def pick_queries(gt: dict, n: int) -> list[tuple[str, int | None]]:
     """Ground-truth referring expressions (view-independent: the live camera is not their reference view),
     then counting and listing questions; (text, target id or None)."""
@@ -123,25 +163,11 @@ def main(argv=None) -> int:
     print(f"scene {gt['name']} ({gt['room']['type']}, split {gt['split']}): {len(gt_objects)} objects, "
           f"{a.frames} frames {a.width}x{a.height}")
 
-    node_proc = perception_node_process(map_dir=(a.out / 'map').resolve())
-    rclpy.init()
-    node = rclpy.create_node("g2vlm_demo")
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    graphs: list[SceneGraphMsg] = []
-    node.create_subscription(SceneGraphMsg, "scene_graph", graphs.append, LATCHED)
-    try:
-        query = node.create_client(SpatialQuery, "spatial_query")
-        if not query.wait_for_service(timeout_sec=90.0):
-            raise RuntimeError("the perception node did not come up (see its log above)")
-        stats = replay(node, ex, scene_dir / "bag", graphs)
+    with perception_session("g2vlm_demo", map_dir=(a.out / "map").resolve()) as ses:
+        node, query, call = ses.node, ses.query, ses.call
+        stats = replay(node, ses.ex, scene_dir / "bag", ses.graphs)
         print(f"replayed {sum(stats.published.values())} messages in {stats.wall_s:.1f} s "
               f"({stats.published[BAG_TOPICS['depth_topic']] / max(stats.wall_s, 1e-9):.1f} frames/s through the node)")
-
-        def call(client, req):
-            fut = client.call_async(req)
-            ex.spin_until_future_complete(fut, timeout_sec=30.0)
-            return fut.result()
 
         print("\nqueries (ground-truth target in brackets; correct = answer's box IoU >= 0.25 with it):")
         right = asked = 0
@@ -177,10 +203,6 @@ def main(argv=None) -> int:
         print(f"\nsaved {saved.cloud_path}\n      {saved.graph_path}\n      {png}")
         print(f"demo finished in {time.monotonic() - t_start:.0f} s")
         return 0
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        node_proc.stop()
 
 
 if __name__ == "__main__":

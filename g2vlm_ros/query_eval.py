@@ -29,9 +29,7 @@ from g2vlm_ros.dds import use_local_dds  # noqa: E402
 use_local_dds()
 
 import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
 import yaml  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from g2vlm_core.eval.queries import check, gt_graph, scene_cases  # noqa: E402
 from g2vlm_core.geometry.metrics import box_iou_matrix  # noqa: E402
@@ -42,9 +40,7 @@ from g2vlm_core.predicates import Viewpoint  # noqa: E402
 from g2vlm_core.scene_graph import SceneObject  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
-from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene, perception_node_process, replay  # noqa: E402
-from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
-from g2vlm_ros.qos import LATCHED  # noqa: E402
+from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene, perception_session, replay  # noqa: E402
 from g2vlm_ros.srv import SpatialQuery  # noqa: E402
 
 GROUP_NAMES = {"referring": "referring expressions with relations or superlatives", "question": "questions",
@@ -97,18 +93,9 @@ def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine,
     graph = gt_graph(objects, meta["room"]["size_m"])
     view = Viewpoint.from_pose(np.asarray(meta["frames"][-1]["T_world_cam"], dtype=np.float64), "camera")
     cases = scene_cases(graph, view, templates, seed, view_key="live")
-    node_proc = perception_node_process()
-    rclpy.init()
-    node = rclpy.create_node("g2vlm_query_eval")
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    graphs: list[SceneGraphMsg] = []
-    node.create_subscription(SceneGraphMsg, "scene_graph", graphs.append, LATCHED)
-    try:
-        client = node.create_client(SpatialQuery, "spatial_query")
-        if not client.wait_for_service(timeout_sec=120.0):
-            raise RuntimeError("the perception node did not come up (see its log above)")
-        stats = replay(node, ex, scene_dir / "bag", graphs, progress=False)
+    with perception_session("g2vlm_query_eval", timeout_s=120.0) as ses:
+        graphs = ses.graphs
+        stats = replay(ses.node, ses.ex, scene_dir / "bag", graphs, progress=False)
         pred_graph = cv.scene_graph_from_msg(graphs[-1]) if graphs else None
         pred = pred_graph.objects if pred_graph else []
         n_map = len(pred)
@@ -119,9 +106,7 @@ def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine,
         print(f"{meta['name']}: {len(objects)} objects, {stats.published[BAG_TOPICS['depth_topic']]} frames replayed "
               f"in {stats.wall_s:.1f} s, {n_map} map objects; {len(cases)} queries")
         for c in cases:
-            fut = client.call_async(SpatialQuery.Request(query=c.text))
-            ex.spin_until_future_complete(fut, timeout_sec=30.0)
-            resp = fut.result()
+            resp = ses.call(ses.query, SpatialQuery.Request(query=c.text))
             if resp is None:
                 node_bad = ["no response within 30 s"]
                 r = QueryResult(success=False, answer="")
@@ -133,11 +118,7 @@ def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine,
                         "expect": c.expect, "node_right": not node_bad, "node_answer": r.answer,
                         "node_problems": node_bad, "gt_right": not check(c.expect, g), "gt_answer": g.answer,
                         "map_ready": map_ready(c.expect, objects, pred, matcher)})
-        return node_proc.alive()
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        node_proc.stop()
+        return ses.node_proc.alive()
 
 
 def report(log: list[dict]) -> str:

@@ -311,49 +311,44 @@ class _Builder:
     def core(self, node: Tree) -> Desc:
         d = Desc(one=node.data == "core_one")
         poss = None
-        sup = side = None
-        rank = 0
-        reladj: tuple[str, ...] | None = None
+        mods: list[tuple[bool, Tok]] = []  # (negated, modifier token) before the noun, in order
         for c in node.children:
             if isinstance(c, Token):  # ONE, or the words of a partitive ("the second biggest of the boxes")
                 t = self.tok(c)
                 if t.type == "ONE":
                     d.plural = t.value == "ones"
-                elif t.type == "SUP":
-                    sup = t.value
-                elif t.type == "SIDE":
-                    side = t.value
-                elif t.type == "ORD":
-                    rank = t.value
-                continue
-            if c.data == "poss":
+                elif t.type != "OF":
+                    mods.append((False, t))
+            elif c.data == "poss":
                 poss = self.anchor(c.children[0])
             elif c.data == "det":
                 self.det(c, d)
             elif c.data == "premod":
                 toks = self.tokens(c)
-                t = toks[-1]
-                neg = toks[0].type == "NEG"
-                if t.type == "COLOR":
-                    (d.not_colors if neg else d.colors).append(t.value)
-                elif t.type == "SIZE":
-                    (d.not_sizes if neg else d.sizes).append(t.value)
-                elif t.type == "SUP":
-                    sup = t.value
-                elif t.type == "SIDE":
-                    side = t.value
-                elif t.type == "ORD":
-                    rank = t.value
-                elif t.type == "RELADJ":
-                    reladj = t.value
-                else:  # a noun before the head: "couch phone", "kitchen sink"
-                    d.modifiers.append(t.value[0])
+                mods.append((toks[0].type == "NEG", toks[-1]))
             elif c.data == "head":
                 t = self.tokens(c)[0]
                 if t.type in ("NOUN", "WORD"):
                     d.noun, d.plural = t.value
                 else:
                     d.plural = t.text.endswith("s") or t.text in ("everything", "stuff")
+        sup = side = reladj = None
+        rank = 0
+        for neg, t in mods:
+            if t.type == "COLOR":
+                (d.not_colors if neg else d.colors).append(t.value)
+            elif t.type == "SIZE":
+                (d.not_sizes if neg else d.sizes).append(t.value)
+            elif t.type == "SUP":
+                sup = t.value
+            elif t.type == "SIDE":
+                side = t.value
+            elif t.type == "ORD":
+                rank = t.value
+            elif t.type == "RELADJ":
+                reladj = t.value
+            else:  # a noun before the head: "couch phone", "kitchen sink"
+                d.modifiers.append(t.value[0])
         if sup or side or rank:
             measure, direction = sup or side or ("right", "min")
             d.order = Order(measure, direction, rank or 1)

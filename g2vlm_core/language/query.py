@@ -24,7 +24,7 @@ from . import answers as A
 from .labels import LabelMatcher, normalise_label
 from .normalize import MAX_QUERY_CHARS, non_query_reason, tag, unknown_word_share, validate_query
 from .parser import Desc, ParseError, Query, QueryParser
-from .resolve import NeedsViewpoint, NotInMap, ResolveConfig, Resolver
+from .resolve import HOLDS, NeedsViewpoint, NotInMap, ResolveConfig, Resolver
 
 __all__ = ["MAX_QUERY_CHARS", "QueryConfig", "QueryEngine", "QueryResult", "validate_query"]
 
@@ -281,7 +281,7 @@ class _Ctx:
             conf = pairwise_confidences(self.res.boxes, self.viewpoint, self.e.pred_cfg, rel.predicates, [i], cols)
             p, j = max(((p, j) for p in rel.predicates for j in range(cols.size)),
                        key=lambda pj: conf[pj[0]][0, pj[1]] * a.score[cols[pj[1]]])
-            if conf[p][0, j] > 0:
+            if conf[p][0, j] >= HOLDS:  # only what holds supports the answer
                 ref = self.viewpoint.frame_id if (p in VIEW_DEPENDENT and self.viewpoint is not None) else ""
                 out.append(SpatialRelation(self.objects[i].id, p, self.objects[cols[j]].id, float(conf[p][0, j]), ref))
         return out

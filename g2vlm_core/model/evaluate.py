@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..geometry.camera import backproject, transform_points
+from ..language.answers import plural
 from ..scene_graph import Box3D, visible_box
 from .data import collate, frame_to_example
 from .inference import G2VLMInference
@@ -287,16 +288,6 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
             "map_query_rules_acc_025": float(np.mean(r25)) if r25 else float("nan")}
 
 
-def _plural(noun: str) -> str:
-    if noun.endswith(("s", "x", "ch", "sh")):
-        return noun + "es"
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        return noun[:-1] + "ies"
-    if noun.endswith("f"):
-        return noun[:-1] + "ves"
-    return noun + "s"
-
-
 def map_questions(engine, graph, gt_seen, gt_relations, matching) -> tuple[list[float], list[float]]:
     """The planner questions of issue 14 over one fused map, answered by the query service ``engine``:
     - per category of the seen true objects: "how many <category>s are there" exact (1.0) or not (0.0);
@@ -309,7 +300,7 @@ def map_questions(engine, graph, gt_seen, gt_relations, matching) -> tuple[list[
     for o in gt_seen:
         by_label[o.label].append(o)
     for label, objs in sorted(by_label.items()):
-        r = engine.answer(graph, f"how many {_plural(label)} are there")
+        r = engine.answer(graph, f"how many {plural(label, 2)} are there")
         counts.append(float(r.success and r.achievable and r.numeric == len(objs)))
     seen_ids = {o.id: o for o in gt_seen}
     gt_index = {o.id: i for i, o in enumerate(gt_seen)}
