@@ -52,7 +52,7 @@ class MapServerNode(Node):
         self._graph = SceneGraph()
         self._pub = self.create_publisher(SceneGraphMsg, "scene_graph", LATCHED)
         # the MiniLM for nouns no word table relates to a label, loaded in the background (tables meanwhile)
-        engine = QueryEngine(text_embedder=TextEmbedder.minilm().warm_up())
+        engine = QueryEngine(text_embedder=TextEmbedder.minilm().background())
         self.query = QueryService(self, engine, self.snapshot, self.viewpoint)
         self.create_service(LoadMap, "load_map", self._on_load)
         if self.cfg.map_file:

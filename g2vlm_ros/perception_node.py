@@ -302,7 +302,7 @@ class PerceptionNode(Node):
         # loaded, else the shipped one on first need; the model's grounding head orders the candidates.
         engine = QueryEngine(QueryConfig(default_max_results=self.cfg.query_max_results),
                              **(labeller.query_args() if labeller is not None else
-                                {"text_embedder": TextEmbedder.minilm().warm_up()}))
+                                {"text_embedder": TextEmbedder.minilm().background()}))
         self.query = QueryService(self, engine, self.pipeline.snapshot, self._viewpoint,
                                   max_busy_share=self.cfg.query_max_busy_share)
         services = MutuallyExclusiveCallbackGroup()

@@ -26,13 +26,23 @@ class TextEmbedder:
         self._encode, self.cache_size = encode, cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # the query service and a warm-up may call it from two threads
-        self.ready = True  # False while warm_up() loads the model: callers may go without it meanwhile
-        self.error: Exception | None = None  # why the warm-up failed
+        self.ready = True  # False until a background load (background(), warm_up()) has finished
+        self.error: Exception | None = None  # why the background load failed
+        self._loading = False
+
+    def background(self) -> "TextEmbedder":
+        """Load on first need, in a background thread: until then ``ready`` is False and callers go without it
+        (labels.LabelMatcher answers by its word tables). A node that never needs it never loads it, and loading
+        never stalls a node's start or a query."""
+        self.ready = False
+        return self
 
     def warm_up(self) -> "TextEmbedder":
-        """Load the model in a background thread (a node's first query must not wait seconds for it); ``ready``
-        turns True when it can answer, and stays False with ``error`` set when loading failed."""
-        self.ready = False
+        """Start loading in a background thread now (once: later calls are no-ops)."""
+        with self._lock:
+            if self._loading:
+                return self
+            self._loading, self.ready = True, False
 
         def load() -> None:
             try:

@@ -109,8 +109,12 @@ class LabelMatcher:
             m = self._table_match(n, nl)
             if m is not None:
                 out[lab] = m
-        if out or self.embedder is None or not getattr(self.embedder, "ready", True) or not n or not norm:
-            return out  # (an embedder still loading is not waited for: the tables answer meanwhile)
+        if out or self.embedder is None or not n or not norm:
+            return out
+        if not getattr(self.embedder, "ready", True):  # loading in the background: the tables answer meanwhile
+            if getattr(self.embedder, "error", None) is None:
+                self.embedder.warm_up()
+            return out
         texts = sorted(set(norm.values()))
         batch = getattr(self.embedder, "batch", None)
         try:

@@ -96,7 +96,7 @@ class KeyframeLabeller:
                 return r.query_args()
         from ..language.embedding import TextEmbedder
 
-        return {"text_embedder": TextEmbedder.minilm().warm_up(), "grounder": self.ground}
+        return {"text_embedder": TextEmbedder.minilm().background(), "grounder": self.ground}
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

@@ -312,9 +312,11 @@ def test_a_warming_embedder_is_not_waited_for():
         gate.wait(10.0)
         return np.ones((len(texts), 2))
 
-    emb = TextEmbedder(slow).warm_up()
+    emb = TextEmbedder(slow).background()
     m = LabelMatcher(emb)
-    assert not emb.ready and m.match("gizmo", ["widget"]) == {}  # answered at once by the tables
+    assert set(m.match("chair", ["armchair"])) == {"armchair"} and not emb._loading  # tables: no load needed
+    assert not emb.ready and m.match("gizmo", ["widget"]) == {}  # answered at once by the tables; loading starts
+    assert emb._loading
     gate.set()
     for _ in range(100):
         if emb.ready:
