@@ -234,9 +234,9 @@ def check(expect: dict, r, gt_id: Callable[[int], int | None] = lambda i: i) -> 
             bad.append(f"first object {r.object_ids[:1]} -> {first} (achievable {r.achievable}), expected one of "
                        f"{expect['ids']}")
     if "all_ids" in expect:
-        got = sorted({gt_id(i) for i in r.object_ids})
-        if not r.achievable or got != sorted(expect["all_ids"]):
-            bad.append(f"objects {got}, expected {sorted(expect['all_ids'])}")
+        got = {gt_id(i) for i in r.object_ids}  # None: an answered object that stands for no true one
+        if not r.achievable or got != set(expect["all_ids"]):
+            bad.append(f"objects {sorted(got, key=str)}, expected {sorted(expect['all_ids'])}")
     if "yes" in expect:
         want = "yes" if expect["yes"] else "no"
         if not text.startswith(want) or r.numeric != (1.0 if expect["yes"] else 0.0):

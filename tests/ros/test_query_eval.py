@@ -22,6 +22,7 @@ def test_an_answered_object_stands_for_the_true_object_its_box_overlaps():
     gt_id = gt_mapper(resp, GT)
     assert gt_id(5) == 16 and gt_id(6) is None and gt_id(99) is None
     assert not check({"ids": [16]}, r, gt_id) and check({"ids": [17]}, r, gt_id)
+    assert check({"all_ids": [16]}, r, gt_id)  # object 6 stands for nothing: the set differs (and no crash)
 
 
 def test_a_case_is_map_ready_when_its_objects_are_mapped_with_their_label():
