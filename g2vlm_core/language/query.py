@@ -143,9 +143,10 @@ class QueryEngine:
             return QueryResult(success=True, achievable=False, kind="invalid",
                                answer=f"not understood: the query has {len(toks)} meaningful words; at most "
                                       f"{self.cfg.max_tokens} are read")
-        words = sum(t.type in ("WORD", "NOUN") for t in toks)
-        if sum(t.type == "WORD" for t in toks) >= 3 and unknown_word_share(toks) >= self.cfg.noise_word_share \
-                and words == len([t for t in toks if t.type not in ("DET", "COMMA")]):
+        # noise: nothing but nouns, mostly words neither the lexicon nor the map knows ("asdf qwer zxcv")
+        only_nouns = all(t.type in ("WORD", "NOUN", "DET", "COMMA") for t in toks)
+        if only_nouns and sum(t.type == "WORD" for t in toks) >= 3 \
+                and unknown_word_share(toks) >= self.cfg.noise_word_share:
             return QueryResult(success=True, achievable=False, kind="invalid",
                                answer=f"not understood: '{text}' has no words I know to look for")
         try:
@@ -156,8 +157,7 @@ class QueryEngine:
         allowed = _allowed(objects, {int(i) for i in excluded_ids}, search_center, search_radius)
         res = Resolver(objects, self.matcher, viewpoint, self.pred_cfg, self._rcfg)
         ctx = _Ctx(self, objects, res, allowed, viewpoint, text, max_results)
-        kind = {"find": "find", "where": "where", "exists": "exists", "count": "count", "related": "related",
-                "attribute": "attribute", "distance": "distance"}[q.kind]
+        kind = q.kind
         try:
             return getattr(ctx, q.kind)(q)
         except NeedsViewpoint as e:
