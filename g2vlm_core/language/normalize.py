@@ -194,6 +194,7 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
     words = joined.split() if joined else []
     nouns = _noun_phrases(labels)
     out: list[Tok] = []
+    in_command = True  # every token so far may precede an imperative verb
     i, n = 0, len(words)
     while i < n:
         hit = None
@@ -212,7 +213,6 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
             if hit:
                 break
         w = words[i]
-        in_command = all(t.type in _COMMAND_SO_FAR for t in out)
         if hit is not None and hit[2] > 1 or w in labels:
             pass  # a longer phrase ("show all", "close to") or a label of the map keeps its reading
         elif w in _VERBS and in_command:
@@ -229,6 +229,7 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
             out.extend(Tok(t2, v2, " ".join(words[i:i + L]) if k == 0 else "") for k, (t2, v2) in enumerate(val))
         elif typ not in ("FILLER", "CMD"):
             out.append(Tok(typ, val, " ".join(words[i:i + L])))
+        in_command = in_command and all(t.type in _COMMAND_SO_FAR for t in out[-2:])
         i += L
         # "closest to me, the robot": the viewer restated
         if len(out) >= 2 and out[-1].type == "COMMA" and out[-2].type == "ME":

@@ -266,7 +266,7 @@ class Resolver:
         some candidates carry the noun itself (or a label it heads), the order ranges over those only: "the
         nearest mug" is the nearest object labelled mug, not a nearer cup (a synonym), as a plain description
         already ranks the noun's own label first."""
-        pool = ok if ok.any() else s > 0
+        pool = (ok if ok.any() else s > 0).copy()  # a copy: ok is rewritten below, the others keep their rank
         own = pool & (named >= HEAD - 1e-9)
         if own.any():
             pool = own
@@ -275,7 +275,6 @@ class Resolver:
             return
         m = self.measure(order, idx)
         if not np.isfinite(m).all():  # the anchor itself (measured to no other anchor) is in no distance order
-            pool = pool.copy()
             pool[idx[~np.isfinite(m)]] = False
             idx, m = idx[np.isfinite(m)], m[np.isfinite(m)]
             if not idx.size:
