@@ -29,6 +29,8 @@ RELATIONS: dict[str, tuple[str, ...]] = {
     "besides": ("near",), "close to": ("near",), "close by": ("near",), "by": ("near",), "alongside": ("near",),
     "adjacent to": ("near",), "around": ("near",), "by the side of": ("near",), "at the side of": ("near",),
     "in the vicinity of": ("near",), "against": ("near",),
+    # "the chair at the desk", "the laptop at the desk": beside it or resting on it
+    "at": ("near", "on"),
     "in": ("inside",), "inside": ("inside",), "within": ("inside",), "inside of": ("inside",), "into": ("inside",),
     # "the table with the lamp": the lamp rests on it or stands by it
     "with": ("under", "near"), "holding": ("under", "near"), "carrying": ("under", "near"),
@@ -37,6 +39,7 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 # The association a possessive, a telegraphic juxtaposition or "from" implies ("the cabinet's box", "red mug,
 # shelf", "the book from the cabinet"): resting on, inside or beside it.
 ASSOCIATION = ("on", "inside", "near")
+SUPPORT = ("on", "inside")  # the stronger association: resting on or inside it
 # Adjectives before a noun that name a relation to the possessor ("the cabinet's neighbouring box").
 RELATION_ADJECTIVES: dict[str, tuple[str, ...]] = {
     "neighbouring": ("near",), "neighboring": ("near",), "adjacent": ("near",), "nearby": ("near",),
@@ -114,6 +117,12 @@ FRAMES: dict[str, str] = {
     "did you see": "SEE", "could you see": "SEE", "do we have": "SEE", "is anything": "THEREIS",
     "are any": "THEREIS", "do you notice": "SEE", "does the map have": "SEE", "does the map contain": "SEE",
     "does the room have": "SEE", "does the scene contain": "SEE", "is a": "ISA", "is an": "ISA",
+    "did you spot": "SEE", "have you spotted": "SEE", "did you notice": "SEE", "have you noticed": "SEE",
+    "did you find": "SEE", "have you found": "SEE", "did you put": "SEE", "can i see": "SEE", "can we see": "SEE",
+    "did you last see": "SEE",
+    # partitives: "of the chairs, which is closest to the laptop?", "among the boxes, which is the smallest?"
+    "among": "AMONG", "amongst": "AMONG", "out of": "AMONG", "out of all": "AMONG",
+    "from among": "AMONG",
     "where": "WHERE", "where can i find": "WHERE", "where do i find": "WHERE", "where would i find": "WHERE",
     "where could i find": "WHERE", "where exactly": "WHERE", "whereabouts": "WHERE", "where about": "WHERE",
     "location of": "LOCATION", "the location of": "LOCATION", "position of": "LOCATION",
@@ -132,20 +141,33 @@ FRAMES: dict[str, str] = {
     "list": "LIST", "list all": "LIST", "name": "LIST", "enumerate": "LIST", "what are all": "LIST",
     "what are the things": "LIST", "show all": "LIST", "give me a list of": "LIST", "list every": "LIST",
 }
-# Words that introduce a command; dropped ("find me the", "could you please grab").
+# Request wrappers around a query; dropped wherever they stand ("could you", "I need", "tell me").
 COMMANDS = (
-    "find", "locate", "show", "get", "grab", "fetch", "bring", "take", "pick", "pick up", "give", "point to",
-    "point at", "go to", "navigate to", "move to", "drive to", "look for", "search for", "identify", "select",
-    "detect", "spot", "tell me", "show me", "find me", "bring me", "get me", "give me", "hand me", "fetch me",
-    "grab me", "i need", "i want", "i would like", "i am looking for", "i am searching for", "we need",
-    "help me find", "can you find", "could you find", "can you locate", "could you locate", "can you show me",
-    "could you show me", "can you get", "could you get", "can you bring", "could you bring", "can you grab",
-    "can you tell me", "could you tell me", "would you tell me", "do you know", "please tell me",
-    "i would like to know", "i wonder", "i want to know", "let me know", "tell me about", "look at",
-    "go and get", "go get", "head to", "approach", "reach", "find out", "check", "we want", "i am after",
-    "can you", "could you", "would you", "will you", "can u", "pls", "plz", "i need you to find",
-    "i am trying to find", "i have to find", "i must find", "inspect",
+    "tell me", "i need", "i want", "i would like", "i am looking for", "i am searching for", "we need",
+    "help me find", "help me locate", "can you tell me", "could you tell me", "would you tell me", "do you know",
+    "please tell me", "i would like to know", "i wonder", "i want to know", "let me know", "tell me about",
+    "we want", "i am after", "can you", "could you", "would you", "will you", "can u", "pls", "plz",
+    "i need you to", "i want you to", "i would like you to", "we need you to", "i am trying to find",
+    "i have to find", "i must find", "i would like to", "i want to", "i need to", "let us", "you should",
+    "you need to", "you can",
 )
+# Imperative verbs of a robot's instructions ("take me to", "head over to", "switch on", "grab"): at the start
+# of a query (before any other meaningful word) such a word is a verb, not a noun ("switch", "head", "point"),
+# unless the map has it as a label. The verb, its object "me" and its particles ("over to", "towards", "next
+# to") form the command prefix of the grammar; the object described after it is the target.
+VERBS = (
+    "find", "locate", "show", "get", "grab", "fetch", "bring", "take", "pick", "give", "hand", "carry", "move",
+    "go", "head", "walk", "drive", "navigate", "travel", "proceed", "come", "return", "turn", "face", "rotate",
+    "look", "point", "aim", "approach", "reach", "visit", "check", "inspect", "examine", "identify", "select",
+    "detect", "spot", "search", "seek", "track", "follow", "touch", "push", "pull", "lift", "hold", "open",
+    "close", "switch", "clean", "wipe", "park", "roll", "steer", "fly", "run", "hurry", "pass", "scan",
+    "observe", "watch", "highlight", "mark", "target", "retrieve", "collect", "deliver", "guide", "lead",
+)
+# Particles and adverbs that follow such a verb before its object ("head over to", "look up at", "come back to",
+# "turn towards"); prepositions that are relations ("next to", "behind", "on") are read as relations there.
+PARTICLES = ("up", "down", "over", "off", "out", "back", "around", "round", "across", "along", "away", "towards",
+             "toward", "at", "for", "straight", "forward", "forwards", "closer", "nearer", "directly", "yourself",
+             "itself")
 FILLER = {
     "please", "thanks", "thank", "kindly", "uh", "um", "umm", "er", "erm", "hmm", "hey", "hi", "hello there", "ok",
     "okay", "robot", "just", "hello", "hiya", "yo", "actually", "exactly", "currently", "now", "right now", "again",
@@ -155,6 +177,16 @@ FILLER = {
     "in total", "altogether", "in all", "overall", "at all", "for me", "for us", "yet", "still", "quickly",
     "here please", "that you can see", "you can see", "can be seen", "that i can see", "there please", "mounted",
     "hanging", "hung",
+    # discourse markers: "is there like, a bottle", "so, um, how many", "hmm, basically I need the vase, I guess"
+    "like", "you know", "i mean", "basically", "kind of", "sort of", "i guess", "i think", "i suppose", "maybe",
+    "perhaps", "anyway", "anyways", "then", "uhh", "uhm", "ummm", "hmmm", "ah", "ahh", "eh", "hm", "mhm",
+    "alright", "literally", "honestly", "quick question", "real quick", "by the way", "btw", "also", "okay so",
+    "let me see", "let us see", "lemme see", "you see",
+    # politeness clauses around a request
+    "if it is not too much trouble", "if it is no trouble", "if it is not a problem", "if you do not mind",
+    "if you would", "if you could", "if you can", "if possible", "if you please", "when you get a chance",
+    "when you can", "would you be so kind as to", "be so kind as to", "would you mind", "do you mind",
+    "i was wondering if", "i wonder if", "do me a favour and", "do me a favor and", "for a second",
 }
 # Rooms and the map itself: "in the kitchen", "in this room" add nothing to a query over one map.
 ROOM_WORDS = ("room", "kitchen", "scene", "map", "house", "apartment", "flat", "office", "space", "area",
@@ -162,12 +194,14 @@ ROOM_WORDS = ("room", "kitchen", "scene", "map", "house", "apartment", "flat", "
               "place", "world", "whole room", "entire room", "lab", "laboratory", "workspace")
 ROOM_PREPOSITIONS = ("in the", "in this", "in my", "in our", "inside the", "within the", "around the",
                      "in here", "of the", "throughout the", "across the")
-VIEWER = ("me", "myself", "us", "you", "yourself", "my position", "your position", "the current position",
+VIEWER = ("me", "myself", "us", "you", "yourself", "i", "we", "my position", "your position", "the current position",
           "where i am", "where you are", "this position")
 # The viewer named as a thing ("closest to the robot", "how far from the camera"): only after "to" / "from",
 # so that "the robot vacuum" stays an object.
 VIEWER_THINGS = ("the robot", "the camera", "the viewer", "the sensor", "the observer", "the robot's position",
                  "the camera position")
+# Pronouns that refer back to the head noun of their phrase ("the cupboard with the vase on it").
+PRONOUNS = ("it", "them")
 
 # --------------------------------------------------------------------------------------------- grammar words
 DETERMINERS = ("the", "a", "an", "this", "these", "those", "my", "your", "its", "our", "some", "another")

@@ -2,8 +2,10 @@
 
 The tagger is the lexer of the grammar in parser.py: it matches the longest phrase of the lexicon (or of the
 graph's labels) at each position and emits one token per phrase, so "to the left of" is one REL token and
-"dining table" one NOUN token. Filler (politeness, commands, "in the kitchen") is dropped here, so the grammar
-only sees what carries meaning.
+"dining table" one NOUN token. Filler (discourse markers, politeness, request wrappers such as "could you", "in
+the kitchen") is dropped here, so the grammar only sees what carries meaning. Some readings depend on the
+position: a robot's imperative ("switch", "head", "take") is a VERB only before any other meaningful word (and
+its particles "over", "towards" only right after it), and "'s" before a determiner or a relation is "is".
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ def validate_query(query) -> str:
         raise ValueError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
     if "\ufffd" in query:
         raise ValueError("query contains undecodable bytes (U+FFFD): send valid UTF-8")
+    if any("\ud800" <= c <= "\udfff" for c in query):  # what bytes that are not UTF-8 decode to (surrogateescape)
+        raise ValueError("query contains undecodable bytes (lone surrogates): send valid UTF-8")
     bad = [c for c in query if unicodedata.category(c) in ("Cc", "Cf") and c not in "\t\n\r"]
     if bad:
         raise ValueError(f"query contains control characters {sorted({hex(ord(c)) for c in bad})}")
@@ -141,8 +145,11 @@ def _static_table() -> dict[str, tuple[str, object]]:
         t[w] = ("RELADJ", preds)
     for w in lx.VIEWER:
         t[w] = ("ME", w)
+    for w in lx.PRONOUNS:
+        t[w] = ("PRON", w)
     # "without" is "not with": the desk without a lamp
     t["without"] = ("SPLIT", (("NEG", None), ("REL", lx.RELATIONS["with"])))
+    t["nothing"] = ("SPLIT", (("NEG", None), ("OBJ", "thing")))  # "the table with nothing on it"
     for w in lx.VIEWER_THINGS:
         for prep, typ in (("to", "TO"), ("from", "FROM"), ("away from", "FROM")):
             t[f"{prep} {w}"] = ("SPLIT", ((typ, None), ("ME", w)))
@@ -160,10 +167,18 @@ def _static_table() -> dict[str, tuple[str, object]]:
 
 
 _STATIC = _static_table()
+_LONGEST = max(len(p.split()) for p in _STATIC)
 _NOUNS = lx.known_nouns()
+_VERBS = frozenset(lx.VERBS)
+_PARTICLES = frozenset(lx.PARTICLES)
 # Words at the end of a query that add nothing ("any bottles around?", "how many chairs are there").
 _TRAILING = re.compile(r"(\s+(around|nearby|here|there|over there|anywhere|somewhere|in here|in view|in sight|"
                        r"at all|please|thanks|thank you|for me|right now|now|currently|ok|okay))+\s*$")
+# Tokens that may precede an imperative verb: nothing yet, or the command prefix itself ("go and grab",
+# "I need you to fetch": "you to" after the dropped "I need").
+_COMMAND_SO_FAR = frozenset({"COMMA", "VERB", "PART", "ME", "AND", "TO"})
+# After "'s", these start a predicate, so "'s" is "is" ("which chair's the closest", "the mug's on the desk").
+_IS_AFTER = frozenset({"DET", "REL", "NEG", "SIDEPOST", "THERE", "ALL"})
 
 
 @lru_cache(maxsize=64)
@@ -179,10 +194,11 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
     words = joined.split() if joined else []
     nouns = _noun_phrases(labels)
     out: list[Tok] = []
+    in_command = True  # every token so far may precede an imperative verb
     i, n = 0, len(words)
     while i < n:
         hit = None
-        for L in range(min(6, n - i), 0, -1):
+        for L in range(min(_LONGEST, n - i), 0, -1):
             phrase = " ".join(words[i:i + L])
             lemma = lx.lemmatise(phrase)
             static = _STATIC.get(phrase)
@@ -196,8 +212,14 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
                 hit = ("NOUN", (lemma if lemma in nouns else phrase, lemma != phrase), L)
             if hit:
                 break
+        w = words[i]
+        if hit is not None and hit[2] > 1 or w in labels:
+            pass  # a longer phrase ("show all", "close to") or a label of the map keeps its reading
+        elif w in _VERBS and in_command:
+            hit = ("VERB", w, 1)  # "switch on the lamp", "head over to the chair": imperatives come first
+        elif w in _PARTICLES and out and out[-1].type in ("VERB", "PART", "ME") and in_command:
+            hit = ("PART", w, 1)
         if hit is None:
-            w = words[i]
             if w.isdigit():
                 hit = ("NUM", int(w), 1)
             else:
@@ -207,7 +229,15 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
             out.extend(Tok(t2, v2, " ".join(words[i:i + L]) if k == 0 else "") for k, (t2, v2) in enumerate(val))
         elif typ not in ("FILLER", "CMD"):
             out.append(Tok(typ, val, " ".join(words[i:i + L])))
+        in_command = in_command and all(t.type in _COMMAND_SO_FAR for t in out[-2:])
         i += L
+        # "closest to me, the robot": the viewer restated
+        if len(out) >= 2 and out[-1].type == "COMMA" and out[-2].type == "ME":
+            for L2 in range(min(3, n - i), 0, -1):
+                if " ".join(words[i:i + L2]) in lx.VIEWER_THINGS:
+                    out.pop()
+                    i += L2
+                    break
     # commas left at the ends or doubled by dropped fillers ("hey robot, find ...") carry nothing
     cleaned: list[Tok] = []
     for t in out:
@@ -216,6 +246,9 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
         cleaned.append(t)
     while cleaned and cleaned[-1].type == "COMMA":
         cleaned.pop()
+    for k, t in enumerate(cleaned[:-1]):
+        if t.type == "POSS" and cleaned[k + 1].type in _IS_AFTER:
+            cleaned[k] = Tok("BE", "is", t.text)
     return cleaned, question
 
 

@@ -8,29 +8,39 @@ ambiguous, permissive grammar natural language needs. It parses the tagger's tok
 grammar never lists a word: the lexicon does (lexicon.py). Parses are cached by the sequence of token types.
 
 Relations attach to the head noun (flat, as the synthetic ground truth's programs do): in "the mug on the table
-left of the laptop" the mug is on the table and left of the laptop.
+left of the laptop" the mug is on the table and left of the laptop; an anchor after "to" / "from" may carry its
+own ("the monitor nearest to the chair at the desk"). A command prefix ("take me to", "move next to") says what to
+do with the object, not which one it is. A pronoun ("the cupboard with the vase on it") is the head noun, so the
+relation is the anchor's to it (Relation.converse). A bare noun sequence ("cup table red") keeps its readings for
+the resolver to choose by the map (_Builder.telegraphic).
 """
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from threading import Lock
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError
 from lark.lexer import Lexer
 
-from .lexicon import ASSOCIATION
+from .lexicon import ASSOCIATION, SUPPORT
 from .normalize import Tok
 
 GRAMMAR = r"""
-start: find_q | where_q | exists_q | count_q | color_q | measure_q | dist_q | related_q | list_q
+start: command? (find_q | where_q | exists_q | count_q | color_q | measure_q | dist_q | related_q | list_q)
 
-find_q: np (FROM anchor)?
+command: (ME TO)? VERB (ME | PART | TO | FROM | REL | SUP | VERB | AND)*
+
+find_q: np
       | WH np
       | WH BE np
       | WH OF np
-where_q: WHERE BE? np BE?
+      | THAT np
+      | (OF | AMONG) np COMMA? WH post+                           -> partitive_q
+      | (OF | AMONG) np COMMA? THAT clause (AND THAT? clause)*     -> partitive_q
+where_q: WHERE (BE | SEE)? np (BE | SEE)?
        | LOCATION np
 exists_q: THEREIS np
         | THERE BE np
@@ -39,16 +49,21 @@ exists_q: THEREIS np
         | BE THERE np
         | BE np attr
 count_q: COUNT np count_tail*
+       | COUNT np count_tail+ post+
 count_tail: BE | THEREIS | SEE | THERE
 color_q: WH COLORW BE? np
+       | WH COLORW np BE
        | WH BE? COLORW OF np
        | COLORW OF np
        | np POSS? COLORW
        | WH BE np POSS COLORW
 measure_q: MEASURE BE? np
+         | MEASURE np BE
          | WH? BE? MEASUREOF np
-dist_q: HOWFAR BE? np (FROM | TO) other
+dist_q: HOWFAR BE? other (FROM | TO) other
+      | HOWFAR np BE (FROM | TO) other
       | HOWFAR BE? np
+      | HOWFAR np BE
       | HOWFARAPART BE? np AND np
       | HOWFAR BE? np AND np APART?
       | WH? BE? DISTBETWEEN np AND np
@@ -56,6 +71,7 @@ dist_q: HOWFAR BE? np (FROM | TO) other
       | WH? BE? DISTTO np
       | WH? BE? DISTANCE (FROM | OF | BETWEEN)? other (TO | AND | FROM) other
 related_q: WH BE? post+
+         | THAT post+
 list_q: LIST np
 
 np: core post* appos*
@@ -69,22 +85,25 @@ head: NOUN | WORD | OBJ
 post: BE? REL anchor (OR anchor)*         -> rel_post
     | BE? RELADJ anchor                   -> rel_post
     | BE? NEG REL anchor (OR anchor)*     -> neg_rel_post
+    | BE? NEG? REL NEG? anchor REL PRON   -> rel_it_post
     | THAT clause (AND THAT? clause)*     -> relcl
     | EXCEPT xnp                          -> except_post
-    | BE? SUP (TO | FROM | OF)? other     -> sup_post
-    | BE DET? SUP                         -> sup_post
+    | SUP ONE? (TO | FROM | OF)? other    -> sup_post
+    | BE DET? ORD? SUP ONE? ((TO | FROM | OF)? other)?  -> sup_post
     | SIDEPOST                            -> side_post
     | FROMSIDE                            -> fromside_post
     | BE? NEG? COLOR                      -> color_post
     | BE? NEG? SIZE                       -> color_post
     | TO other                            -> to_post
+    | FROM other                          -> from_post
     | AND post                            -> and_post
 clause: BE? NEG? REL anchor (OR anchor)*  -> clause_rel
+      | BE? NEG? REL NEG? anchor REL PRON -> clause_rel_it
       | BE? NEG? COLOR                    -> clause_color
       | BE? NEG? SIZE                     -> clause_size
-      | BE? SUP ((TO | FROM | OF)? other)?  -> clause_sup
-      | BE? SIDEPOST                      -> clause_side
-      | BE? FROMSIDE                      -> clause_fromside
+      | BE? DET? ORD? SUP ONE? ((TO | FROM | OF)? other)?  -> clause_sup
+      | BE? DET? ORD? ONE? SIDEPOST       -> clause_side
+      | BE? DET? ORD? ONE? FROMSIDE       -> clause_fromside
 appos: COMMA DET? ONE post+               -> appos_one
      | COMMA anchor                       -> appos_assoc
 xnp: det? premod* (head | ONE) post*
@@ -96,10 +115,14 @@ attr: NEG? COLOR | NEG? SIZE
 %declare FROM WH WHERE BE LOCATION THEREIS THERE SEE COUNT COLORW OF POSS HOWFAR TO HOWFARAPART AND APART
 %declare DISTBETWEEN DISTFROM DISTTO DISTANCE BETWEEN LIST DET ALL ANY NUM COLOR SIZE NEG SUP ORD SIDE RELADJ
 %declare NOUN WORD OBJ ONE REL THAT EXCEPT SIDEPOST FROMSIDE COMMA ME HOWBIG HOWTALL HOWWIDE SIZEQ SIZEOF
-%declare MEASURE MEASUREOF OR
+%declare MEASURE MEASUREOF OR VERB PART PRON AMONG
 """
 MEASURE_OF_TAG = {"HOWBIG": "size", "SIZEQ": "size", "SIZEOF": "size", "HOWTALL": "height", "HEIGHTOF": "height",
                   "HOWWIDE": "width", "WIDTHOF": "width"}
+
+
+_POSTS = frozenset({"rel_post", "neg_rel_post", "rel_it_post", "relcl", "except_post", "sup_post", "side_post",
+                    "fromside_post", "color_post", "to_post", "from_post", "and_post"})
 
 
 class ParseError(ValueError):
@@ -124,6 +147,7 @@ class Relation:
     negated: bool = False
     text: str = ""
     alternatives: list["Desc"] = field(default_factory=list)  # "on the desk or the shelf": any of the anchors
+    converse: bool = False  # the anchor relates to the subject: "the shelf with a mug inside it" (mug inside shelf)
 
 
 @dataclass
@@ -143,6 +167,9 @@ class Desc:
     modifiers: list[str] = field(default_factory=list)  # nouns before the head ("couch" in "couch phone")
     one: bool = False  # the head was "one" / "ones": the noun comes from the phrase it refers back to
     text: str = ""
+    # other readings of a telegraphic noun sequence ("cup table red"), most plausible first; the resolver takes
+    # the first that some object satisfies (Resolver.choose), else this one
+    readings: list["Desc"] = field(default_factory=list)
 
 
 @dataclass
@@ -197,9 +224,15 @@ class QueryParser:
         types = tuple("MEASURE" if t.type in ("HOWBIG", "HOWTALL", "HOWWIDE", "SIZEQ") else
                       "MEASUREOF" if t.type in ("SIZEOF", "HEIGHTOF", "WIDTHOF") else t.type for t in toks)
         tree = self._tree(types)
+        if tree is None and "COMMA" in types:
+            # commas are pauses; only the appositive forms read them ("a box, the one nearest to the table"), so
+            # a text that fits no form with them is read without them ("is there, um, a bottle on the cabinet?")
+            toks = [t for t in toks if t.type != "COMMA"]
+            tree = self._tree(tuple(t for t in types if t != "COMMA")) if toks else None
         if tree is None:
             raise ParseError("the words do not form a question or a description of an object")
-        return _Builder(toks, question).query(tree.children[0])
+        # the command prefix ("take me to", "switch on") says what to do with the object, not which one it is
+        return _Builder(toks, question).query(tree.children[-1])
 
 
 class _Builder:
@@ -234,11 +267,18 @@ class _Builder:
         nps = [self.np(c) for c in self.sub(q, "np")]
         others = [self.other(c) for c in self.sub(q, "other")]
         types = [t.type for t in self.terms(q)]
+        if kind == "partitive_q":  # "of the chairs (other than the red one), which is closest to the laptop?"
+            target = nps[0]
+            for c in q.children:
+                if isinstance(c, Tree) and c.data != "np":
+                    (self.post if c.data in _POSTS else self.clause)(c, target)
+            target.text = self.text(q)
+            if target.order is not None:  # "which" picks one of them
+                target.quantifier, target.plural = "", False
+                return Query("find", target, question=self.question)
+            return Query("related", target, question=self.question)
         if kind == "find_q":
             target = nps[0]
-            anchors = self.sub(q, "anchor")
-            if anchors:  # "the book from the cabinet"
-                target.relations.append(Relation(ASSOCIATION, self.anchor(anchors[0]), text="from"))
             if "WH" in types and target.noun is None and target.order is None:
                 return Query("related", target, question=self.question)  # "which things are on the desk"
             if "WH" in types and target.plural and target.order is None:
@@ -255,6 +295,9 @@ class _Builder:
                 self.attr(a, target)
             return Query("exists", target, question=True)
         if kind == "count_q":
+            for c in q.children:  # "how many chairs do we have around the table"
+                if isinstance(c, Tree) and c.data in _POSTS:
+                    self.post(c, nps[0])
             return Query("count", nps[0], question=self.question)
         if kind == "color_q":
             return Query("attribute", nps[0], attribute="color", question=self.question)
@@ -306,7 +349,52 @@ class _Builder:
                 d.relations.append(Relation(ASSOCIATION, self.anchor(c.children[-1]), text=","))
             else:
                 self.post(c, d)
+        d.readings = self.telegraphic(core, node.children[1:], d)
         return d
+
+    def telegraphic(self, core: Tree, posts: list[Tree], d: Desc) -> list[Desc]:
+        """The readings of a bare noun sequence ("cup table red", "mug pink desk", "couch phone"): the target is
+        the first noun (telegraphic speech) or the last (an English compound), the other nouns are what it rests
+        on or is inside, else what it is near, and a colour or size word describes the target or a noun next to
+        it. Ordered by plausibility: support before nearness, the first noun before the last, a word on the
+        target before one on its neighbour."""
+        seq = [t for c in core.children if isinstance(c, Tree) and c.data in ("premod", "head")
+               for t in self.tokens(c)]
+        for p in posts:  # colour words after the nouns: "cup table red"
+            toks = self.tokens(p)
+            if p.data != "color_post" or any(t.type in ("BE", "NEG") for t in toks):
+                break
+            seq += toks
+        nouns = [k for k, t in enumerate(seq) if t.type in ("NOUN", "WORD")]
+        if len(nouns) < 2 or len(nouns) > 3 or any(t.type not in ("NOUN", "WORD", "COLOR", "SIZE") for t in seq):
+            return []
+        attrs = [k for k, t in enumerate(seq) if t.type in ("COLOR", "SIZE")]
+        if len(attrs) > 2:
+            return []
+        rest_colors, rest_sizes = list(d.colors), list(d.sizes)  # colours from elsewhere in the phrase stay
+        for k in attrs:
+            rest = rest_colors if seq[k].type == "COLOR" else rest_sizes
+            if seq[k].value in rest:
+                rest.remove(seq[k].value)
+        out: list[Desc] = []
+        for preds in (SUPPORT, ASSOCIATION):
+            for h in dict.fromkeys((nouns[0], nouns[-1])):
+                options = []
+                for k in attrs:
+                    before = [j for j in nouns if j < k]
+                    after = [j for j in nouns if j > k]
+                    options.append(list(dict.fromkeys([h] + before[-1:] + after[:1])))
+                for choice in itertools.product(*options):
+                    descs = {j: Desc(noun=seq[j].value[0], plural=seq[j].value[1], text=seq[j].text) for j in nouns}
+                    for k, j in zip(attrs, choice):
+                        (descs[j].colors if seq[k].type == "COLOR" else descs[j].sizes).append(seq[k].value)
+                    target = descs[h]
+                    out.append(replace(
+                        d, noun=target.noun, plural=target.plural, colors=target.colors + rest_colors,
+                        sizes=target.sizes + rest_sizes, modifiers=[], readings=[],
+                        relations=d.relations + [Relation(preds, descs[j], text=descs[j].text) for j in nouns
+                                                 if j != h]))
+        return out
 
     def core(self, node: Tree) -> Desc:
         d = Desc(one=node.data == "core_one")
@@ -385,17 +473,28 @@ class _Builder:
         else:
             (d.not_sizes if neg else d.sizes).append(t.value)
 
-    def _set_order(self, d: Desc, value: tuple[str, str], anchor=None) -> None:
+    def _rel_it(self, node: Tree, d: Desc) -> None:
+        """"the cupboard with the vase on it": "it" is the head noun, so the relation is the anchor's to it."""
+        toks = [self.tok(t) for t in self.terms(node)]
+        rel = [t for t in toks if t.type == "REL"][-1]
+        neg = any(t.type == "NEG" for t in toks)  # "the table with nothing on it", "the desk without a lamp on it"
+        d.relations.append(Relation(rel.value, self.anchor(self.sub(node, "anchor")[0]), neg, rel.text,
+                                    converse=True))
+
+    def _set_order(self, d: Desc, value: tuple[str, str], anchor=None, rank: int | None = None) -> None:
         measure, direction = value
         if d.order is None:
-            d.order = Order(measure, direction, 1, anchor)
-        else:  # an ordinal or a side before the noun, the measure after it: "the second chair from the left"
-            if d.order.measure == "right" and d.order.direction == "min" and not (measure == "right"):
-                d.order.measure, d.order.direction = measure, direction
-            elif measure == "right" or measure == "front":
-                d.order.measure, d.order.direction = measure, direction
-            if anchor is not None:
-                d.order.anchor = anchor
+            d.order = Order(measure, direction, rank or 1, anchor)
+            return
+        # an ordinal or a side before the noun, the measure after it: "the second chair from the left"
+        if d.order.measure == "right" and d.order.direction == "min" and not (measure == "right"):
+            d.order.measure, d.order.direction = measure, direction
+        elif measure == "right" or measure == "front":
+            d.order.measure, d.order.direction = measure, direction
+        if anchor is not None:
+            d.order.anchor = anchor
+        if rank is not None:
+            d.order.rank = rank
 
     def post(self, node: Tree, d: Desc) -> None:
         kind = node.data
@@ -404,6 +503,8 @@ class _Builder:
             rel = next(self.tok(t) for t in toks if t.type in ("REL", "RELADJ"))
             anchors = [self.anchor(a) for a in self.sub(node, "anchor")]
             d.relations.append(Relation(rel.value, anchors[0], kind == "neg_rel_post", rel.text, anchors[1:]))
+        elif kind == "rel_it_post":
+            self._rel_it(node, d)
         elif kind == "color_post":
             self.attr(node, d)
         elif kind == "relcl":
@@ -415,17 +516,19 @@ class _Builder:
         elif kind == "sup_post":
             sup = next(self.tok(t) for t in toks if t.type == "SUP")
             others = self.sub(node, "other")
-            self._set_order(d, sup.value, self.other(others[0]) if others else None)
+            self._set_order(d, sup.value, self.other(others[0]) if others else None,
+                            next((self.tok(t).value for t in toks if t.type == "ORD"), None))
         elif kind in ("side_post", "fromside_post"):
             self._set_order(d, self.tok(toks[0]).value)
             if kind == "side_post" and d.order.rank == -1:
                 d.order.rank = 1  # "the last chair on the right": the one at the right end
-        elif kind == "to_post":
+        elif kind in ("to_post", "from_post"):
             other = self.other(self.sub(node, "other")[0])
             if d.order is not None and d.order.measure == "dist":
-                d.order.anchor = other  # "the closest chair to the table"
-            elif isinstance(other, Desc):
-                d.relations.append(Relation(("near",), other, text="to"))
+                d.order.anchor = other  # "the closest chair to the table", "the farthest thing from the tv"
+            elif isinstance(other, Desc):  # "the chair next ... to the table", "the book from the cabinet"
+                d.relations.append(Relation(("near",) if kind == "to_post" else ASSOCIATION, other,
+                                            text="to" if kind == "to_post" else "from"))
         elif kind == "and_post":
             for c in node.children:
                 if isinstance(c, Tree):
@@ -440,6 +543,8 @@ class _Builder:
             rel = next(t for t in toks if t.type == "REL")
             anchors = [self.anchor(a) for a in self.sub(node, "anchor")]
             d.relations.append(Relation(rel.value, anchors[0], neg, rel.text, anchors[1:]))
+        elif node.data == "clause_rel_it":
+            self._rel_it(node, d)
         elif node.data == "clause_color":
             (d.not_colors if neg else d.colors).append(next(t.value for t in toks if t.type == "COLOR"))
         elif node.data == "clause_size":
@@ -447,9 +552,11 @@ class _Builder:
         elif node.data == "clause_sup":
             sup = next(t for t in toks if t.type == "SUP")
             others = self.sub(node, "other")
-            self._set_order(d, sup.value, self.other(others[0]) if others else None)
-        else:
-            self._set_order(d, next(t.value for t in toks if t.type in ("SIDEPOST", "FROMSIDE")))
+            self._set_order(d, sup.value, self.other(others[0]) if others else None,
+                            next((t.value for t in toks if t.type == "ORD"), None))
+        else:  # "that's second from the right", "which is the third one on the left"
+            self._set_order(d, next(t.value for t in toks if t.type in ("SIDEPOST", "FROMSIDE")), None,
+                            next((t.value for t in toks if t.type == "ORD"), None))
             if node.data == "clause_side" and d.order.rank == -1:
                 d.order.rank = 1
 

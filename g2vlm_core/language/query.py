@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
+from ..predicates import CONVERSE, VIEW_DEPENDENT, PredicateConfig, Viewpoint, pairwise_confidences
 from ..scene_graph import SceneGraph, SceneObject, SpatialRelation
 from . import answers as A
 from .labels import LabelMatcher, normalise_label
@@ -159,6 +159,9 @@ class QueryEngine:
         ctx = _Ctx(self, objects, res, allowed, viewpoint, text, max_results)
         kind = q.kind
         try:
+            q.target = res.choose(q.target, allowed)  # a telegraphic phrase: the reading the map supports
+            if isinstance(q.other, Desc):
+                q.other = res.choose(q.other, allowed)
             return getattr(ctx, q.kind)(q)
         except NeedsViewpoint as e:
             return QueryResult(success=True, achievable=False, kind=kind,
@@ -276,10 +279,16 @@ class _Ctx:
                 continue
             cols = np.nonzero(a.ok if a.ok.any() else a.score > 0)[0]
             cols = cols[cols != i]
-            if not cols.size:
+            preds = tuple(p for p in rel.predicates if not rel.converse or p in CONVERSE)
+            if not cols.size or not preds:
                 continue
-            conf = pairwise_confidences(self.res.boxes, self.viewpoint, self.e.pred_cfg, rel.predicates, [i], cols)
-            p, j = max(((p, j) for p in rel.predicates for j in range(cols.size)),
+            if rel.converse:  # "the shelf with a mug on it": told as the object's own relation ("under mug #4")
+                conf = {CONVERSE[p]: c.T for p, c in pairwise_confidences(
+                    self.res.boxes, self.viewpoint, self.e.pred_cfg, preds, cols, [i]).items()}
+                preds = tuple(CONVERSE[p] for p in preds)
+            else:
+                conf = pairwise_confidences(self.res.boxes, self.viewpoint, self.e.pred_cfg, preds, [i], cols)
+            p, j = max(((p, j) for p in preds for j in range(cols.size)),
                        key=lambda pj: conf[pj[0]][0, pj[1]] * a.score[cols[pj[1]]])
             if conf[p][0, j] >= HOLDS:  # only what holds supports the answer
                 ref = self.viewpoint.frame_id if (p in VIEW_DEPENDENT and self.viewpoint is not None) else ""

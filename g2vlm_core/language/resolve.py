@@ -15,7 +15,7 @@ import numpy as np
 from ..attributes import color_name, size_class
 from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, box_extents, pairwise_confidences
 from ..scene_graph import SceneObject
-from .labels import LabelMatch, LabelMatcher, normalise_label
+from .labels import HEAD, LabelMatch, LabelMatcher, normalise_label
 from .lexicon import ASSOCIATION
 from .parser import Desc, Order, Relation
 
@@ -68,6 +68,7 @@ class Resolver:
         self._colors: list[str | None] | None = None
         self._centers = np.array([b.center for b in self.boxes]).reshape(-1, 3)
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self._chosen: dict[int, Desc] = {}
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """World axis-aligned bounds (lo (N, 3), hi (N, 3)) of the gravity-aligned boxes, vectorised."""
@@ -106,13 +107,34 @@ class Resolver:
         return [o.attributes.get("size") or size_class(o.box) for o in self.objects]
 
     # ------------------------------------------------------------------------------------------ descriptions
+    def choose(self, d: Desc, allowed: np.ndarray | None = None) -> Desc:
+        """The reading of a telegraphic description (Desc.readings, most plausible first) that some allowed
+        object satisfies; ``d`` itself when none does (or it has no other readings). A reading naming something
+        the map lacks is passed over."""
+        if not d.readings:
+            return d
+        if id(d) not in self._chosen:
+            chosen = d
+            for r in d.readings:
+                try:
+                    if self.evaluate(r, allowed).ok.any():
+                        chosen = r
+                        break
+                except NotInMap:
+                    continue
+            self._chosen[id(d)] = chosen
+        return self._chosen[id(d)]
+
     def evaluate(self, d: Desc, allowed: np.ndarray | None = None, role: str = "target",
                  inherit: str | None = None) -> Evaluated:
         """Score and decide every object for description ``d``; ``allowed`` (N,) bool limits the candidates
         (excluded ids, search region) before superlatives pick among them. Raises NotInMap, NeedsViewpoint."""
+        chosen = self.choose(d, allowed)
+        if chosen is not d:
+            return self.evaluate(chosen, allowed, role, inherit)
         noun = d.noun if d.noun is not None else (inherit if d.one else None)
-        s, _ = self.label(noun)
-        s = s.copy()
+        named, _ = self.label(noun)
+        s = named.copy()
         if noun is not None and not s.any():
             raise NotInMap(noun, role, self.matcher.is_known(noun))
         ok = s > 0
@@ -159,7 +181,7 @@ class Resolver:
             s *= np.where(ex.ok, self.cfg.wrong_color_factor, 1.0)
             ok &= ~ex.ok
         if order is not None:
-            self._order(s, ok, order, noun)
+            self._order(s, ok, order, named)
         return Evaluated(s, ok)
 
     def _relate(self, s: np.ndarray, ok: np.ndarray, rel: Relation) -> None:
@@ -170,8 +192,12 @@ class Resolver:
         rows, cols = np.nonzero(s)[0], np.nonzero(a.score)[0]
         hit_s, hit_ok = np.zeros(self.n), np.zeros(self.n, dtype=bool)
         if rows.size and cols.size:  # only candidate pairs: 500 objects x 500 anchors would be 250k pairs
-            conf = pairwise_confidences(self.boxes, self.viewpoint, self.pred_cfg, rel.predicates, rows, cols)
-            c = np.max([conf[p] for p in rel.predicates], axis=0)  # (R, C) [subject, anchor]
+            if rel.converse:  # "the shelf with a mug inside it": the anchor is the predicate's subject
+                conf = pairwise_confidences(self.boxes, self.viewpoint, self.pred_cfg, rel.predicates, cols, rows)
+                c = np.max([conf[p] for p in rel.predicates], axis=0).T  # (R, C) [subject, anchor]
+            else:
+                conf = pairwise_confidences(self.boxes, self.viewpoint, self.pred_cfg, rel.predicates, rows, cols)
+                c = np.max([conf[p] for p in rel.predicates], axis=0)  # (R, C) [subject, anchor]
             if rel.negated:
                 hit_s[rows] = np.max(c * a.ok[cols][None, :], axis=1)
             else:
@@ -223,6 +249,10 @@ class Resolver:
         # distance to the nearest anchor satisfying the anchor description: box gap, then centre distance
         a = self.evaluate(order.anchor, role="anchor")
         cols = np.nonzero(a.ok if a.ok.any() else a.score > 0)[0]
+        noun = self.choose(order.anchor).noun
+        if noun is not None:  # "the tv": the objects labelled so before a monitor (a synonym)
+            own = cols[self.label(noun)[0][cols] >= HEAD - 1e-9]
+            cols = own if own.size else cols
         lo, hi = self.bounds()
         sep = np.maximum(np.maximum(lo[cols][None] - hi[idx][:, None], lo[idx][:, None] - hi[cols][None]), 0.0)
         d = np.linalg.norm(sep, axis=2) + self.cfg.centre_weight * np.linalg.norm(
@@ -230,14 +260,27 @@ class Resolver:
         d[idx[:, None] == cols[None, :]] = np.inf  # nothing is nearest to itself
         return d.min(axis=1)
 
-    def _order(self, s: np.ndarray, ok: np.ndarray, order: Order, noun: str | None) -> None:
+    def _order(self, s: np.ndarray, ok: np.ndarray, order: Order, named: np.ndarray) -> None:
         """Keep only the object the superlative / ordinal picks among the candidates as ``ok``; rank the others
-        after it by their place in the order."""
-        pool = ok if ok.any() else s > 0
+        after it by their place in the order. ``named`` (N,): how well each object's label matches the noun; when
+        some candidates carry the noun itself (or a label it heads), the order ranges over those only: "the
+        nearest mug" is the nearest object labelled mug, not a nearer cup (a synonym), as a plain description
+        already ranks the noun's own label first."""
+        pool = (ok if ok.any() else s > 0).copy()  # a copy: ok is rewritten below, the others keep their rank
+        own = pool & (named >= HEAD - 1e-9)
+        if own.any():
+            pool = own
         idx = np.nonzero(pool)[0]
         if not idx.size:
             return
         m = self.measure(order, idx)
+        if not np.isfinite(m).all():  # the anchor itself (measured to no other anchor) is in no distance order
+            pool[idx[~np.isfinite(m)]] = False
+            idx, m = idx[np.isfinite(m)], m[np.isfinite(m)]
+            if not idx.size:
+                ok[:] = False
+                s[:] = 0.0
+                return
         if order.direction == "mid":
             key = np.abs(m - np.median(m))
         else:

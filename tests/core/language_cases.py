@@ -13,7 +13,7 @@ from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject
 DEV_SET = Path(__file__).parent / "data" / "language_dev_set.yaml"
 
 
-CASE_KEYS = {"scene", "family", "q", "q_repeat", "no_viewpoint"}
+CASE_KEYS = {"scene", "family", "q", "q_repeat", "q_utf8_hex", "no_viewpoint"}
 
 
 def load_dev_set(path: Path = DEV_SET) -> dict:
@@ -34,6 +34,8 @@ def build_scene(spec: dict) -> tuple[SceneGraph, Viewpoint | None]:
 
 
 def query_text(case: dict) -> str:
+    if "q_utf8_hex" in case:  # bytes that are not UTF-8, as Python decodes them from a byte source
+        return bytes.fromhex(case["q_utf8_hex"]).decode("utf-8", errors="surrogateescape")
     if "q_repeat" in case:
         text, n = case["q_repeat"]
         return text * int(n)

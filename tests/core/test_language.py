@@ -40,7 +40,9 @@ def types(text, labels=frozenset()):
 def test_the_tagger_expands_contractions_keeps_possessives_and_drops_filler():
     assert types("what's on the table?") == ["WH", "BE", "REL", "DET", "NOUN"]
     assert types("the table's mug") == ["DET", "NOUN", "POSS", "NOUN"]
-    assert types("uh, could you please find me the red mug, thanks!") == ["DET", "COLOR", "NOUN"]
+    # the request wrapper and the filler go; the imperative stays for the grammar's command prefix
+    assert types("uh, could you please find me the red mug, thanks!") == ["VERB", "ME", "DET", "COLOR", "NOUN"]
+    assert types("so, um, is there like, a mug") == ["THEREIS", "COMMA", "DET", "NOUN"]
     assert types("the box that isn't on the cabinet") == ["DET", "NOUN", "THAT", "NEG", "REL", "DET", "NOUN"]
     toks, question = tag("Is there a mug?")
     assert question and toks[0].type == "THEREIS"
@@ -55,6 +57,22 @@ def test_the_tagger_matches_the_longest_phrase_and_multi_word_labels():
     toks, _ = tag("the left-most dining tables")
     assert [t.type for t in toks] == ["DET", "SUP", "NOUN"] and toks[2].value == ("dining table", True)
     assert types("how many chairs are in the kitchen") == ["COUNT", "NOUN", "BE"]  # the room adds nothing
+
+
+def test_the_tagger_reads_a_verb_only_where_an_imperative_stands():
+    assert types("switch on the lamp") == ["VERB", "REL", "DET", "NOUN"]
+    assert types("is there a switch on the wall") == ["THEREIS", "DET", "NOUN", "REL", "DET", "NOUN"]
+    assert types("switch on the wall", frozenset({"switch", "wall"})) == ["NOUN", "REL", "DET", "NOUN"]
+    assert types("head over to the desk") == ["VERB", "PART", "TO", "DET", "NOUN"]
+    assert types("go and grab the mug") == ["VERB", "AND", "VERB", "DET", "NOUN"]
+    assert types("take me towards the sofa") == ["VERB", "ME", "PART", "DET", "NOUN"]
+    assert types("the mug towards the sofa")[2] == "WORD"  # a particle only after the verb
+
+
+def test_the_tagger_reads_is_after_an_apostrophe_s_and_drops_a_restated_viewer():
+    assert types("which chair's the nearest") == ["WH", "NOUN", "BE", "DET", "SUP"]
+    assert types("the mug's on the desk") == ["DET", "NOUN", "BE", "REL", "DET", "NOUN"]
+    assert types("the closest chair to me, the robot") == ["DET", "SUP", "NOUN", "TO", "ME"]
 
 
 @pytest.mark.parametrize("text", ["'; DROP TABLE objects; --", "SELECT * FROM objects", "<script>x</script>",
@@ -176,6 +194,41 @@ def test_parser_kinds_and_structure():
     assert parse("every mug except the red one").target.excluded[0].one
     with pytest.raises(ParseError):
         parse("what is the meaning of the")
+
+
+def test_parser_reads_commands_partitives_pronouns_and_telegraphic_sequences():
+    p = QueryParser()
+
+    def parse(text):
+        return p.parse(*tag(text, frozenset({"mug", "table", "sofa"})))
+
+    q = parse("move next to the red mug")  # the command's relation is where to go, not which mug
+    assert q.kind == "find" and q.target.noun == "mug" and q.target.colors == ["red"] and not q.target.relations
+    q = parse("of the mugs other than the red one, which is closest to the sofa?")
+    assert q.kind == "find" and q.target.noun == "mug" and q.target.excluded[0].colors == ["red"]
+    assert q.target.order.anchor.noun == "sofa" and not q.target.plural
+    q = parse("the table with a mug on it")  # the mug is on the table: the relation is the anchor's
+    rel = q.target.relations[0]
+    assert q.target.noun == "table" and rel.converse and rel.predicates == ("on",) and rel.anchor.noun == "mug"
+    q = parse("how far am I from the sofa")
+    assert q.kind == "distance" and q.target.noun == "sofa" and q.other == "viewer"
+    q = parse("mug table red")  # the target first, what it rests on first, the colour on the target first
+    first = q.target.readings[0]
+    assert (first.noun, first.colors, first.relations[0].predicates, first.relations[0].anchor.noun) == \
+        ("mug", ["red"], ("on", "inside"), "table")
+    assert {(r.noun, tuple(r.colors)) for r in q.target.readings} >= {("table", ("red",)), ("mug", ())}
+    assert parse("is there, um, a mug on the table?").kind == "exists"  # commas are pauses
+
+
+def test_a_superlative_ranges_over_the_nouns_own_label_and_never_picks_its_anchor():
+    cup = _o(15, "cup", [0, -0.2, 0.75], [0.1, 0.1, 0.1], "white")  # nearer to the sofa than any mug
+    g = SceneGraph([FLOOR, TABLE, MUG_L, MUG_F, cup, SOFA])
+    e = QueryEngine()
+    # a mug, not the nearer cup; the other mugs follow in the order (a planner's fallbacks)
+    assert e.answer(g, "the mug nearest to the sofa").object_ids == [11, 13]
+    assert e.answer(g, "the cup nearest to the sofa").object_ids[0] == 15
+    r = e.answer(g, "the farthest thing from the sofa")
+    assert r.object_ids[0] != 14 and r.object_ids[0] == 13
 
 
 # ------------------------------------------------------------------------------------------------ honesty

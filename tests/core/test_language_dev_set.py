@@ -23,7 +23,8 @@ GT_SEEDS = (9, 19, 29, 39, 49)  # synthetic test-split scenes (seed % 10 == 9)
 
 
 def _case_id(case: dict) -> str:
-    return f"{case['family']}-{case['scene']}-{query_text(case)[:48]}"
+    text = query_text(case)[:48].encode("ascii", "backslashreplace").decode()  # bad UTF-8 cases hold surrogates
+    return f"{case['family']}-{case['scene']}-{text}"
 
 
 @pytest.mark.parametrize("case", DEV["cases"], ids=_case_id)
