@@ -74,19 +74,25 @@ def perception_node_process(map_dir: Path | None = None) -> NodeProcess:
                                                      "-p", "cloud_period_s:=0.0"], capture=False)
 
 
-def replay(node, ex, bag: Path, graphs: list, progress: bool = True):
+def replay(node, ex, bag: Path, graphs: list, progress: bool = True, settle_s: float = 3.0,
+           timeout_s: float = 60.0):
     """Replay ``bag`` into the node through ``node`` (spun by ``ex``) at the recorded rate with flow control, then
-    wait up to 10 s for a scene graph in ``graphs`` (filled by a subscription); returns the ReplayStats.
+    wait until the map settles: a scene graph in ``graphs`` (filled by a subscription) and none newer for
+    ``settle_s`` (the keyframe thread has worked through the keyframes it selected), at most ``timeout_s``;
+    returns the ReplayStats.
 
-    At the recorded rate, as on a robot: replayed faster, the keyframe thread (model) falls behind fusion and labels
-    fewer keyframes (it keeps the newest)."""
+    At the recorded rate, as on a robot: replayed faster, the keyframe thread (model) falls behind fusion and
+    skips more of the candidates (the least novel first)."""
     player = BagPlayer(node, bag, rate=1.0, flow_control=True, executor=ex, progress=progress)
     player.wait_for_subscribers(30.0)
     stats = player.play()
     player.close()
-    end = time.monotonic() + 10.0
-    while time.monotonic() < end and not graphs:
+    end = time.monotonic() + timeout_s
+    seen, last = len(graphs), time.monotonic()
+    while time.monotonic() < end and (not graphs or time.monotonic() - last < settle_s):
         ex.spin_once(timeout_sec=0.1)
+        if len(graphs) != seen:
+            seen, last = len(graphs), time.monotonic()
     return stats
 
 
