@@ -1,20 +1,25 @@
 """Measure the query language through the node: synthetic test-split scenes replayed into the perception node.
 
-    python -m g2vlm_ros.query_eval [--scenes 5] [--frames 60] [--queries FILE] [--json OUT]
+    python -m g2vlm_ros.query_eval [--split test|val] [--scenes 5] [--frames 60] [--queries FILE] [--json OUT]
+                                   [--save-maps DIR | --from-maps DIR]
 
-Per scene (test split: seeds 9, 19, 29, ...): makes (or reuses, under --data) the scene and its rosbag2 (as
-``make demo`` does), starts the perception node with the shipped model, replays the bag into it at the recorded
-rate with flow control, then asks the template queries of ``--queries`` (their ``gt_templates``: by default the
-development set, tests/core/data/language_dev_set.yaml) instantiated on the scene's ground truth
-(g2vlm_core.eval.queries) over the SpatialQuery service. View-dependent queries are asked from the live camera,
-whose last pose is the viewpoint of their truths. An answered object stands for the ground-truth object its box
-overlaps most at 3D IoU >= 0.25.
+Per scene (test split by default: seeds 9, 19, 29, ...; develop on --split val: 8, 18, 28, ...): makes (or reuses,
+under --data) the scene and its rosbag2 (as ``make demo`` does), starts the perception node with the shipped
+model, replays the bag into it at the recorded rate with flow control, then asks the template queries of
+``--queries`` (their ``gt_templates``: by default the development set, tests/core/data/language_dev_set.yaml)
+instantiated on the scene's ground truth (g2vlm_core.eval.queries) over the SpatialQuery service. Every query is
+asked from the live camera, whose last pose is the viewpoint of the view-dependent truths. An answered object
+stands for the ground-truth object its box overlaps most at 3D IoU >= 0.25.
 
 Prints the share right per family and per group (referring expressions with relations or superlatives;
 questions; impossible or hostile queries, "handled" = refused or not achievable with a reason, the node alive)
 beside the same queries answered over the ground-truth graph in process (the ceiling of the language), and the
 node's share on the cases whose expected objects the map holds with their label (box IoU >= 0.25, a label that
 names the category): a loss outside that subset is the map's, not the language's.
+
+``--save-maps DIR`` keeps each scene's final map; ``--from-maps DIR`` then answers the same cases in process over
+those maps with the query engine the node builds (the shipped model's hooks, the live camera as viewpoint): the
+language's share through the node in seconds, with no replay (the map is the node's; only the engine is re-run).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from g2vlm_ros.dds import use_local_dds  # noqa: E402
@@ -31,13 +37,14 @@ use_local_dds()
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from g2vlm_core.eval.queries import check, gt_graph, scene_cases  # noqa: E402
+from g2vlm_core.eval.queries import QueryCase, check, gt_graph, scene_cases  # noqa: E402
 from g2vlm_core.geometry.metrics import box_iou_matrix  # noqa: E402
 from g2vlm_core.language.embedding import TextEmbedder  # noqa: E402
 from g2vlm_core.language.labels import LabelMatcher  # noqa: E402
-from g2vlm_core.language.query import QueryEngine, QueryResult  # noqa: E402
+from g2vlm_core.language.query import QueryConfig, QueryEngine, QueryResult  # noqa: E402
 from g2vlm_core.predicates import Viewpoint  # noqa: E402
-from g2vlm_core.scene_graph import SceneObject  # noqa: E402
+from g2vlm_core.scene_graph import SceneGraph, SceneObject  # noqa: E402
+from g2vlm_core.synth.config import split_of_seed  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
 from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene, perception_session, replay  # noqa: E402
@@ -46,6 +53,7 @@ from g2vlm_ros.srv import SpatialQuery  # noqa: E402
 GROUP_NAMES = {"referring": "referring expressions with relations or superlatives", "question": "questions",
                "impossible": "impossible or hostile queries (handled)"}
 MATCH_IOU = 0.25
+SPLIT_DIGIT = {"test": 9, "val": 8}  # the first seed of each split (g2vlm_core.synth.config.split_of_seed)
 
 
 def result_of(resp) -> QueryResult:
@@ -56,7 +64,8 @@ def result_of(resp) -> QueryResult:
 
 
 def gt_mapper(resp, gt: list[SceneObject]):
-    """Predicted object id -> the ground-truth id whose box overlaps its box most (IoU >= MATCH_IOU), else None."""
+    """Predicted object id -> the ground-truth id whose box overlaps its box most (IoU >= MATCH_IOU), else None;
+    the predicted boxes are those the response carries."""
     boxes = {int(m.id): cv.scene_object_from_msg(m).box for m in resp.objects}
     gt_boxes = [o.box for o in gt]
 
@@ -84,41 +93,86 @@ def map_ready(expect: dict, gt: list[SceneObject], pred: list[SceneObject], matc
                    for j in range(len(pred))) for k, i in enumerate(want))
 
 
-def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, log: list[dict],
-              save_maps: Path | None = None) -> bool:
-    """Replay one scene into a fresh node and ask its cases; appends one record per case to ``log``. Returns
-    whether the node was alive after the last query."""
+@dataclass
+class SceneTruth:
+    """One synthetic scene's ground truth and its template cases."""
+
+    name: str
+    objects: list[SceneObject]
+    graph: SceneGraph  # the ground-truth graph (the language's ceiling)
+    view: Viewpoint  # the camera's last pose: the node's live viewpoint once the bag is replayed
+    cases: list[QueryCase]
+
+
+def scene_truth(scene_dir: Path, templates: dict, seed: int) -> SceneTruth:
     meta = json.loads((scene_dir / "scene.json").read_text())
     objects = [SceneObject.from_dict(o) for o in meta["objects"]]
     graph = gt_graph(objects, meta["room"]["size_m"])
     view = Viewpoint.from_pose(np.asarray(meta["frames"][-1]["T_world_cam"], dtype=np.float64), "camera")
-    cases = scene_cases(graph, view, templates, seed, view_key="live")
+    return SceneTruth(meta["name"], objects, graph, view, scene_cases(graph, view, templates, seed, view_key="live"))
+
+
+def score_case(t: SceneTruth, c: QueryCase, resp, pred: list[SceneObject], ceiling: QueryEngine,
+               matcher: LabelMatcher) -> dict:
+    """The log record of one case: the node's response ``resp`` (None: no response) scored against the truth,
+    beside the ceiling's answer over the ground-truth graph."""
+    if resp is None:
+        node_bad = ["no response within 30 s"]
+        r = QueryResult(success=False, answer="")
+    else:
+        r = result_of(resp)
+        node_bad = check(c.expect, r, gt_mapper(resp, t.objects))
+    g = ceiling.answer(t.graph, c.text, viewpoint=t.view if c.viewpoint else None)
+    return {"scene": t.name, "family": c.family, "group": c.group, "query": c.text, "expect": c.expect,
+            "node_right": not node_bad, "node_answer": r.answer, "node_problems": node_bad,
+            "node_ids": list(r.object_ids), "gt_right": not check(c.expect, g), "gt_answer": g.answer,
+            "map_ready": map_ready(c.expect, t.objects, pred, matcher)}
+
+
+def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, log: list[dict],
+              save_maps: Path | None = None) -> bool:
+    """Replay one scene into a fresh node and ask its cases; appends one record per case to ``log``. Returns
+    whether the node was alive after the last query."""
+    t = scene_truth(scene_dir, templates, seed)
     with perception_session("g2vlm_query_eval", timeout_s=120.0) as ses:
         graphs = ses.graphs
         stats = replay(ses.node, ses.ex, scene_dir / "bag", graphs, progress=False)
         pred_graph = cv.scene_graph_from_msg(graphs[-1]) if graphs else None
         pred = pred_graph.objects if pred_graph else []
-        n_map = len(pred)
-        if save_maps is not None and pred_graph is not None:  # for replaying the queries offline
+        if save_maps is not None and pred_graph is not None:  # for re-answering the queries in process
             save_maps.mkdir(parents=True, exist_ok=True)
-            (save_maps / f"{meta['name']}.json").write_text(json.dumps(pred_graph.to_dict()))
+            (save_maps / f"{t.name}.json").write_text(json.dumps(pred_graph.to_dict()))
         matcher = LabelMatcher()
-        print(f"{meta['name']}: {len(objects)} objects, {stats.published[BAG_TOPICS['depth_topic']]} frames replayed "
-              f"in {stats.wall_s:.1f} s, {n_map} map objects; {len(cases)} queries")
-        for c in cases:
-            resp = ses.call(ses.query, SpatialQuery.Request(query=c.text))
-            if resp is None:
-                node_bad = ["no response within 30 s"]
-                r = QueryResult(success=False, answer="")
-            else:
-                r = result_of(resp)
-                node_bad = check(c.expect, r, gt_mapper(resp, objects))
-            g = ceiling.answer(graph, c.text, viewpoint=view if c.viewpoint else None)
-            log.append({"scene": meta["name"], "family": c.family, "group": c.group, "query": c.text,
-                        "expect": c.expect, "node_right": not node_bad, "node_answer": r.answer,
-                        "node_problems": node_bad, "gt_right": not check(c.expect, g), "gt_answer": g.answer,
-                        "map_ready": map_ready(c.expect, objects, pred, matcher)})
+        print(f"{t.name}: {len(t.objects)} objects, {stats.published[BAG_TOPICS['depth_topic']]} frames replayed "
+              f"in {stats.wall_s:.1f} s, {len(pred)} map objects; {len(t.cases)} queries")
+        for c in t.cases:
+            log.append(score_case(t, c, ses.call(ses.query, SpatialQuery.Request(query=c.text)), pred, ceiling,
+                                  matcher))
         return ses.node_proc.alive()
+
+
+def node_engine() -> QueryEngine:
+    """The query engine as the perception node of ``perception_node_process`` builds it: the shipped model's query
+    hooks (its MiniLM, grounding head and vocabulary) and the parameters file's result count."""
+    from g2vlm_core.geometry.segmentation import Segmenter, SegmenterConfig
+    from g2vlm_core.recognition.factory import make_labeller
+
+    params = yaml.safe_load((REPO / "config" / "perception.yaml").read_text())["/**"]["ros__parameters"]
+    labeller = make_labeller("g2vlm", Segmenter(SegmenterConfig()), "cpu", params["model_checkpoint"])
+    return QueryEngine(QueryConfig(default_max_results=params["query_max_results"]), **labeller.query_args())
+
+
+def rescore_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, engine: QueryEngine,
+                  maps: Path, log: list[dict]) -> None:
+    """Ask one scene's cases in process over the map a node run saved (--save-maps), as the node's query service
+    does (the live camera as the viewpoint of every query, the answer through a SpatialQuery response)."""
+    t = scene_truth(scene_dir, templates, seed)
+    graph = SceneGraph.from_dict(json.loads((maps / f"{t.name}.json").read_text()))
+    matcher = LabelMatcher()
+    for c in t.cases:
+        r = engine.answer(graph, c.text, viewpoint=t.view)
+        resp = cv.query_result_to_response(r, graph, SpatialQuery.Response(), graph.stamp_s)
+        log.append(score_case(t, c, resp, graph.objects, ceiling, matcher))
 
 
 def report(log: list[dict]) -> str:
@@ -143,8 +197,11 @@ def report(log: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--scenes", type=int, default=5, help="test-split scenes: seeds 9, 19, 29, ...")
-    ap.add_argument("--first-seed", type=int, default=9, help="first scene seed (its split must be test: % 10 == 9)")
+    ap.add_argument("--split", choices=tuple(SPLIT_DIGIT), default="test",
+                    help="scenes of this split: test (seeds 9, 19, 29, ...) or val (8, 18, 28, ...; develop on it)")
+    ap.add_argument("--scenes", type=int, default=5, help="how many scenes of the split, every tenth seed")
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help="first scene seed (default the split's first; seed %% 10 must be the split's digit)")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
@@ -153,20 +210,30 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=REPO / "data" / "query_eval")
     ap.add_argument("--json", type=Path, default=None, help="also write every query's outcome here")
     ap.add_argument("--save-maps", type=Path, default=None, help="also write each scene's final scene graph here")
+    ap.add_argument("--from-maps", type=Path, default=None,
+                    help="no node: answer the cases in process over the maps a --save-maps run wrote here, with the "
+                         "query engine the node builds (seconds instead of minutes per scene)")
     a = ap.parse_args(argv)
-    if a.first_seed % 10 != 9:
-        ap.error(f"seed {a.first_seed} is not in the test split (seed % 10 == 9)")
+    if a.first_seed is None:
+        a.first_seed = SPLIT_DIGIT[a.split]
+    if split_of_seed(a.first_seed) != a.split:
+        ap.error(f"seed {a.first_seed} is not in the {a.split} split (seed % 10 == {SPLIT_DIGIT[a.split]})")
     templates = yaml.safe_load(a.queries.read_text())["gt_templates"]
     ceiling = QueryEngine(text_embedder=TextEmbedder.minilm())
+    engine = node_engine() if a.from_maps else None
     log: list[dict] = []
     alive = True
     for k in range(a.scenes):
         seed = a.first_seed + 10 * k
         scene_dir = ensure_scene(a.data / f"seed_{seed}", seed, a.frames, a.width, a.height)
-        alive &= run_scene(scene_dir, templates, seed, ceiling, log, a.save_maps)
+        if engine is not None:
+            rescore_scene(scene_dir, templates, seed, ceiling, engine, a.from_maps, log)
+        else:
+            alive &= run_scene(scene_dir, templates, seed, ceiling, log, a.save_maps)
     print()
     print(report(log))
-    print(f"\nnode alive after every scene's queries: {alive}")
+    if engine is None:
+        print(f"\nnode alive after every scene's queries: {alive}")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(log, indent=1, default=str))
