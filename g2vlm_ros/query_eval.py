@@ -137,17 +137,17 @@ def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine,
     with perception_session("g2vlm_query_eval", timeout_s=120.0) as ses:
         graphs = ses.graphs
         stats = replay(ses.node, ses.ex, scene_dir / "bag", graphs, progress=False)
+        resps = [ses.call(ses.query, SpatialQuery.Request(query=c.text)) for c in t.cases]
+        # the map as the queries found it: the keyframe thread may publish once more after the replay's end
         pred_graph = cv.scene_graph_from_msg(graphs[-1]) if graphs else None
         pred = pred_graph.objects if pred_graph else []
         if save_maps is not None and pred_graph is not None:  # for re-answering the queries in process
             save_maps.mkdir(parents=True, exist_ok=True)
             (save_maps / f"{t.name}.json").write_text(json.dumps(pred_graph.to_dict()))
-        matcher = LabelMatcher()
         print(f"{t.name}: {len(t.objects)} objects, {stats.published[BAG_TOPICS['depth_topic']]} frames replayed "
               f"in {stats.wall_s:.1f} s, {len(pred)} map objects; {len(t.cases)} queries")
-        for c in t.cases:
-            log.append(score_case(t, c, ses.call(ses.query, SpatialQuery.Request(query=c.text)), pred, ceiling,
-                                  matcher))
+        matcher = LabelMatcher()
+        log.extend(score_case(t, c, r, pred, ceiling, matcher) for c, r in zip(t.cases, resps))
         return ses.node_proc.alive()
 
 

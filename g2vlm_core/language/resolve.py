@@ -40,6 +40,15 @@ class ResolveConfig:
     wrong_size_factor: float = 0.3  # score factor of an object whose size class is not the one asked
     candidate_min_score: float = 0.3  # a secondary label (label_candidates) names the object at this score
     centre_weight: float = 0.1  # nearest / farthest: box gap + this x centre distance (ties between touching boxes)
+    confirmed_observations: int = 2  # QueryConfig.confirmed_observations: fewer keyframes (but >= 1) is tentative
+    tentative_factor: float = 1e-3  # QueryConfig.tentative_factor (1: tentative objects rank like the others)
+
+
+def tentative_mask(objects: list[SceneObject], confirmed_observations: int) -> np.ndarray:
+    """(N,) bool: objects observed in fewer keyframes than ``confirmed_observations`` but at least one (0 means
+    not recorded, as in a ground-truth graph): mostly a false segment of one view."""
+    n = np.array([o.observation_count for o in objects], dtype=np.int64)
+    return (n >= 1) & (n < confirmed_observations)
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Resolver:
         self._cands = [(i, normalise_label(lab), float(p)) for i, o in enumerate(objects)
                        for lab, p in o.label_candidates if p >= cfg.candidate_min_score]
         self.structure = np.array([o.kind == "structure" for o in objects], dtype=bool)
+        self.tentative = tentative_mask(objects, cfg.confirmed_observations)
         self._label: dict[str | None, tuple[np.ndarray, list[LabelMatch | None]]] = {}
         self._colors: list[str | None] | None = None
         self._centers = np.array([b.center for b in self.boxes]).reshape(-1, 3)
@@ -221,7 +231,17 @@ class Resolver:
                 missing = missing or e
         if not found:
             raise missing
-        return Evaluated(np.max([e.score for e in found], axis=0), np.any([e.ok for e in found], axis=0))
+        score, ok = np.max([e.score for e in found], axis=0), np.any([e.ok for e in found], axis=0)
+        return self.confirmed(score, ok)
+
+    def confirmed(self, score: np.ndarray, ok: np.ndarray) -> Evaluated:
+        """Tentative objects satisfy a description only when no confirmed one does (their score scaled by
+        tentative_factor otherwise): on the validation maps of the synthetic set, nearly every object seen in a
+        single keyframe was a false or duplicate segment, e.g. a second "shelf" beside a desk that made the desk
+        nearest to "the shelf"."""
+        if self.cfg.tentative_factor >= 1.0 or not (ok & self.tentative).any() or not (ok & ~self.tentative).any():
+            return Evaluated(score, ok)
+        return Evaluated(np.where(self.tentative, score * self.cfg.tentative_factor, score), ok & ~self.tentative)
 
     def measure(self, order: Order, idx: np.ndarray) -> np.ndarray:
         """The superlative's measure (K,) of objects ``idx`` (smaller = first for direction min)."""
@@ -248,6 +268,7 @@ class Resolver:
             return gap + self.cfg.centre_weight * np.linalg.norm(self._centers[idx] - p, axis=1)
         # distance to the nearest anchor satisfying the anchor description: box gap, then centre distance
         a = self.evaluate(order.anchor, role="anchor")
+        a = self.confirmed(a.score, a.ok)
         cols = np.nonzero(a.ok if a.ok.any() else a.score > 0)[0]
         noun = self.choose(order.anchor).noun
         if noun is not None:  # "the tv": the objects labelled so before a monitor (a synonym)
@@ -267,6 +288,9 @@ class Resolver:
         nearest mug" is the nearest object labelled mug, not a nearer cup (a synonym), as a plain description
         already ranks the noun's own label first."""
         pool = (ok if ok.any() else s > 0).copy()  # a copy: ok is rewritten below, the others keep their rank
+        # confirmed candidates only when there are any, as a plain description ranks them first
+        if self.cfg.tentative_factor < 1.0 and (pool & ~self.tentative).any():
+            pool &= ~self.tentative
         own = pool & (named >= HEAD - 1e-9)
         if own.any():
             pool = own

@@ -152,3 +152,41 @@ def test_no_rescue_ignores_an_anchor_nobody_knows():
     assert e.answer(graph, "the cabinet", viewpoint=VIEW).object_ids == [5]
     r = e.answer(graph, "the cabinet next to the bicycle", viewpoint=VIEW)
     assert not r.achievable and not r.object_ids
+
+
+def _seen(o: SceneObject, n: int) -> SceneObject:
+    o.observation_count = n
+    return o
+
+
+def test_an_object_seen_in_one_keyframe_is_not_counted_listed_or_taken_as_evidence():
+    table = _seen(_obj(0, "table", 0.0, 0.0, 0.35, (0.8, 0.8, 0.7)), 5)
+    on_top = [_seen(_obj(1, "mug", 0.0, 0.2, 0.75), 4), _seen(_obj(2, "mug", 0.0, -0.2, 0.75), 1)]
+    lone = _seen(_obj(5, "laptop", 2.0, 2.0), 1)
+    g = SceneGraph([table, *on_top, lone])
+    e = QueryEngine()
+    r = e.answer(g, "how many mugs are there")
+    assert r.numeric == 1.0 and r.answer.startswith("1 mug") and r.object_ids == [1] and "mug #2" in r.answer
+    r = e.answer(g, "what is on the table")
+    assert r.object_ids == [1] and "mug #2" in r.answer  # named as unconfirmed, not listed
+    r = e.answer(g, "is there a laptop?")
+    assert r.numeric == 0.0 and r.answer.startswith("no") and "laptop #5" in r.answer and r.confidence <= 0.5
+    assert e.answer(g, "how many laptops").numeric == 0.0
+    on = QueryEngine(QueryConfig(count_tentative=True))
+    assert on.answer(g, "how many mugs are there").numeric == 2.0 and on.answer(g, "is there a laptop").numeric == 1.0
+    assert e.answer(SceneGraph([_obj(5, "laptop", 2.0, 2.0)]), "is there a laptop").numeric == 1.0  # not recorded
+
+
+def test_a_superlative_measures_from_confirmed_anchors_and_picks_among_confirmed_candidates():
+    shelf = _seen(_obj(0, "shelf", 0.0, 0.0, 0.5, (0.4, 1.0, 1.0)), 6)
+    ghost = _seen(_obj(1, "shelf", 4.0, 0.0, 0.5, (0.4, 0.4, 0.5)), 1)  # a one-view false segment
+    chairs = [_seen(_obj(2, "chair", 1.0, 0.0, 0.4, (0.4, 0.4, 0.8)), 5),
+              _seen(_obj(3, "chair", 3.5, 0.0, 0.4, (0.4, 0.4, 0.8)), 5),
+              _seen(_obj(4, "chair", 6.0, 0.0, 0.4, (0.4, 0.4, 0.8)), 1)]
+    g = SceneGraph([shelf, ghost, *chairs])
+    assert QueryEngine().answer(g, "the chair nearest to the shelf").object_ids[0] == 2
+    assert QueryEngine().answer(g, "the chair farthest from the shelf").object_ids[0] == 3  # chair 4 seen once
+    off = QueryEngine(QueryConfig(tentative_factor=1.0))  # chair 4 is 2 m from the ghost shelf, chair 2 0.6 m
+    assert off.answer(g, "the chair farthest from the shelf").object_ids[0] == 4
+    g1 = SceneGraph([_seen(shelf, 1), ghost, *chairs[:2]])  # no confirmed shelf: the tentative ones serve
+    assert QueryEngine().answer(g1, "the chair farthest from the shelf").object_ids[0] == 2
