@@ -14,8 +14,9 @@ stands for the ground-truth object its box overlaps most at 3D IoU >= 0.25.
 Prints the share right per family and per group (referring expressions with relations or superlatives;
 questions; impossible or hostile queries, "handled" = refused or not achievable with a reason, the node alive)
 beside the same queries answered over the ground-truth graph in process (the ceiling of the language), and the
-node's share on the cases whose expected objects the map holds with their label (box IoU >= 0.25, a label that
-names the category): a loss outside that subset is the map's, not the language's.
+node's share on the cases whose named objects the map holds with their label (every object of each category the
+query names, targets, anchors and distractors alike, at box IoU >= 0.25 with a label that names the category): a
+loss outside that subset is the map's, not the language's.
 
 ``--save-maps DIR`` keeps each scene's final map; ``--from-maps DIR`` then answers the same cases in process over
 those maps with the query engine the node builds (the shipped model's hooks, the live camera as viewpoint): the
@@ -79,10 +80,10 @@ def gt_mapper(resp, gt: list[SceneObject]):
     return gt_id
 
 
-def map_ready(expect: dict, gt: list[SceneObject], pred: list[SceneObject], matcher: LabelMatcher) -> bool | None:
-    """Whether every object the case expects has a map object at 3D IoU >= MATCH_IOU whose label names it (None for
-    cases that expect no object): where this fails, the map, not the language, loses the case."""
-    want = expect.get("ids") or expect.get("all_ids")
+def map_ready(want: list[int], gt: list[SceneObject], pred: list[SceneObject], matcher: LabelMatcher) -> bool | None:
+    """Whether every ground-truth object of ``want`` (a case's QueryCase.names: targets, anchors and their
+    distractors) has a map object at 3D IoU >= MATCH_IOU whose label names it (None for cases that name no object):
+    where this fails, the map, not the language, loses the case."""
     if not want:
         return None
     by_id = {o.id: o for o in gt}
@@ -126,7 +127,7 @@ def score_case(t: SceneTruth, c: QueryCase, resp, pred: list[SceneObject], ceili
     return {"scene": t.name, "family": c.family, "group": c.group, "query": c.text, "expect": c.expect,
             "node_right": not node_bad, "node_answer": r.answer, "node_problems": node_bad,
             "node_ids": list(r.object_ids), "gt_right": not check(c.expect, g), "gt_answer": g.answer,
-            "map_ready": map_ready(c.expect, t.objects, pred, matcher)}
+            "map_ready": map_ready(c.names, t.objects, pred, matcher)}
 
 
 def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, log: list[dict],
@@ -188,8 +189,8 @@ def report(log: list[dict]) -> str:
                 a[4] += 1
         rows = [f"| {(names or {}).get(k, k)} | {a[2]} | {a[0] / a[2]:.0%} | {a[1] / a[2]:.0%} | "
                 + (f"{a[3] / a[4]:.0%} of {a[4]}" if a[4] else "-") + " |" for k, a in sorted(agg.items())]
-        return [f"| {key} | queries | through the node | over the ground-truth graph | through the node, the "
-                f"objects it expects mapped with their label |", "|---|---|---|---|---|"] + rows
+        return [f"| {key} | queries | through the node | over the ground-truth graph | through the node, every "
+                f"object it names mapped with its label |", "|---|---|---|---|---|"] + rows
 
     return "\n".join(table("group", GROUP_NAMES) + [""] + table("family"))
 

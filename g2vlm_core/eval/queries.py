@@ -47,6 +47,8 @@ class QueryCase:
     family: str
     expect: dict  # the keys of check()
     viewpoint: str = ""  # the key of the viewpoint it is asked from ("" = none)
+    names: list[int] = field(default_factory=list)  # its expected objects and every object of the categories it
+    # names (anchors, distractors): what a map needs, labelled, for the case to be the language's to lose
     group: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,7 @@ def scene_cases(graph: SceneGraph, viewpoint: Viewpoint | None, templates: dict,
     unique = sorted(c for c, n in cats.items() if n == 1)
     multi = sorted(c for c, n in cats.items() if n >= 2)
     by_cat = {c: [o for o in objs if o.label == c] for c in cats}
+    category = {**{plural(c): c for c in cats}, **{c: c for c in cats}}  # a slot's word -> the category it names
     color = {o.id: o.attributes.get("color") for o in objs}
     out: list[QueryCase] = []
 
@@ -85,12 +88,15 @@ def scene_cases(graph: SceneGraph, viewpoint: Viewpoint | None, templates: dict,
             return items
         return [items[i] for i in sorted(rng.choice(len(items), size=n, replace=False))]
 
-    def add(family: str, slots: dict, expect: dict, view: str = "") -> None:
+    def add(family: str, slots: dict, expect: dict, view: str = "", also: tuple[int, ...] = ()) -> None:
         phrasings = templates.get(family, [])
         if not phrasings:
             return
         k = sum(c.family == family for c in out)
-        out.append(QueryCase(phrasings[k % len(phrasings)].format(**slots), family, expect, view))
+        named = {category.get(v) for v in slots.values()}
+        names = {o.id for o in objs if o.label in named} | set(expect.get("ids", ())) \
+            | set(expect.get("all_ids", ())) | set(also)
+        out.append(QueryCase(phrasings[k % len(phrasings)].format(**slots), family, expect, view, sorted(names)))
 
     def c_of(p: str, a: SceneObject, b: SceneObject) -> float:
         return float(conf[p][pos[a.id], pos[b.id]])
@@ -109,7 +115,7 @@ def scene_cases(graph: SceneGraph, viewpoint: Viewpoint | None, templates: dict,
     for s in pick(supports, 2):
         ids, clear = on_set(s)
         if ids and clear:
-            add("count_on", {"support": s.label}, {"count": len(ids)})
+            add("count_on", {"support": s.label}, {"count": len(ids)}, also=tuple(ids))
             add("related_on", {"support": s.label}, {"all_ids": ids})
     for c in pick(sorted(cats), 2):
         add("exists_yes", {"cat": c, "cats": plural(c)}, {"yes": True})

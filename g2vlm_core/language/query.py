@@ -53,6 +53,8 @@ class QueryConfig:
     # recorded) is tentative, often a false segment of one view whose single embedding the grounder over-trusts ...
     tentative_factor: float = 1e-3  # ... and its score is multiplied by this when a confirmed candidate also scores
     # (with the rules alone: at least min_score): it answers only when nothing confirmed matches (1 turns this off)
+    duplicate_iou: float = 0.5  # a count takes objects whose boxes overlap at least this much as one (a split in the
+    # map: on the validation maps every such pair was; > 1 disables)
     count_tentative: bool = False  # whether tentative objects are counted, listed and taken as existence evidence
     # (off: they are named in the answer as unconfirmed; on the validation maps of the synthetic set, of 25 objects
     # seen in one keyframe none was a true object the map lacked otherwise)
@@ -62,6 +64,8 @@ class QueryConfig:
             raise ValueError(f"confirmed_observations must be >= 1, got {self.confirmed_observations}")
         if not 0.0 < self.tentative_factor <= 1.0:
             raise ValueError(f"tentative_factor must be in (0, 1], got {self.tentative_factor}")
+        if self.duplicate_iou <= 0.0:
+            raise ValueError(f"duplicate_iou must be > 0, got {self.duplicate_iou}")
         if not 0.0 < self.embed_label_min_similarity <= 1.0:
             raise ValueError(f"embed_label_min_similarity must be in (0, 1], got {self.embed_label_min_similarity}")
 
@@ -446,7 +450,11 @@ class _Ctx:
     def count(self, q: Query) -> QueryResult:
         d = q.target
         ev = self.res.evaluate(d, self.allowed)
-        hits, unsure = self.hits(ev)
+        hits, notes = self.hits(ev)
+        hits, twins = self.res.distinct(hits, self.cfg.duplicate_iou)
+        if twins:
+            notes += " (counted once, their boxes overlapping: " + ", ".join(
+                f"{A.name(self.objects[i])} and {A.name(self.objects[j])}" for i, j in twins) + ")"
         named, _ = self.res.label(d.noun)
         cand = np.nonzero((named > 0) & self.allowed)[0]
         # how clearly each candidate is in (its score) or out (1 - its score) of the count
@@ -455,7 +463,7 @@ class _Ctx:
         n = len(hits)
         listed = f": {A.listing([self.objects[j] for j in hits])}" if hits else ""
         return QueryResult(success=True, achievable=True, kind="count", numeric=float(n),
-                           answer=f"{n} {A.plural(what, n)}{listed}{unsure}",
+                           answer=f"{n} {A.plural(what, n)}{listed}{notes}",
                            object_ids=[self.objects[j].id for j in hits[: self.k_all]],
                            scores=[float(min(ev.score[j], 1.0)) for j in hits[: self.k_all]],
                            confidence=float(np.clip(np.mean(clear), 0.0, 1.0)) if clear else 1.0)

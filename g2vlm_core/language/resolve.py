@@ -243,6 +243,30 @@ class Resolver:
             return Evaluated(score, ok)
         return Evaluated(np.where(self.tentative, score * self.cfg.tentative_factor, score), ok & ~self.tentative)
 
+    def distinct(self, idx: list[int], min_iou: float) -> tuple[list[int], list[tuple[int, int]]]:
+        """Objects ``idx`` (best first) less those whose box overlaps an earlier one's at 3D IoU >= ``min_iou``:
+        (kept, [(dropped, the kept one it repeats)]). Solid objects do not interpenetrate (no two objects of the
+        synthetic ground truth overlap at IoU > 0.04), so such a pair is one object the map split in two."""
+        if len(idx) < 2 or min_iou > 1.0:
+            return list(idx), []
+        lo, hi = self.bounds()
+        a = np.asarray(idx)
+        touch = np.all((lo[a][:, None] < hi[a][None]) & (lo[a][None] < hi[a][:, None]), axis=2)
+        if not np.triu(touch, 1).any():
+            return list(idx), []
+        from ..geometry.metrics import box_iou_3d  # open3d comes with it: only when some boxes overlap
+
+        is_kept = np.zeros(len(idx), dtype=bool)
+        dropped: list[tuple[int, int]] = []
+        for k, i in enumerate(idx):
+            twin = next((idx[m] for m in np.nonzero(touch[k, :k] & is_kept[:k])[0]
+                         if box_iou_3d(self.boxes[i], self.boxes[idx[m]]) >= min_iou), None)
+            if twin is None:
+                is_kept[k] = True
+            else:
+                dropped.append((i, twin))
+        return [i for i, keep in zip(idx, is_kept) if keep], dropped
+
     def measure(self, order: Order, idx: np.ndarray) -> np.ndarray:
         """The superlative's measure (K,) of objects ``idx`` (smaller = first for direction min)."""
         b = [self.boxes[i] for i in idx]

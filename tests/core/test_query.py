@@ -140,7 +140,8 @@ def test_an_object_seen_in_one_keyframe_answers_only_when_nothing_confirmed_matc
     assert r.achievable and r.object_ids[0] == 2
 
 
-@pytest.mark.parametrize("kw", [{"confirmed_observations": 0}, {"tentative_factor": 0.0}, {"tentative_factor": 1.5}])
+@pytest.mark.parametrize("kw", [{"confirmed_observations": 0}, {"tentative_factor": 0.0}, {"tentative_factor": 1.5},
+                                {"duplicate_iou": 0.0}])
 def test_bad_tentative_settings_are_refused(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         QueryConfig(**kw)
@@ -190,3 +191,14 @@ def test_a_superlative_measures_from_confirmed_anchors_and_picks_among_confirmed
     assert off.answer(g, "the chair farthest from the shelf").object_ids[0] == 4
     g1 = SceneGraph([_seen(shelf, 1), ghost, *chairs[:2]])  # no confirmed shelf: the tentative ones serve
     assert QueryEngine().answer(g1, "the chair farthest from the shelf").object_ids[0] == 2
+
+
+def test_a_count_takes_two_objects_whose_boxes_overlap_that_much_as_one():
+    chairs = [_obj(1, "chair", 0.0, 0.0, 0.4, (0.4, 0.45, 0.8)), _obj(2, "chair", 0.03, 0.05, 0.42, (0.4, 0.5, 0.8)),
+              _obj(3, "chair", 0.45, 0.0, 0.4, (0.4, 0.4, 0.8))]  # 3 stands beside 1, its box touching
+    g = SceneGraph(chairs)
+    r = QueryEngine().answer(g, "how many chairs are there")
+    assert r.numeric == 2.0 and r.answer.startswith("2 chairs") and r.object_ids == [1, 3]
+    assert "chair #2 and chair #1" in r.answer
+    assert QueryEngine(QueryConfig(duplicate_iou=1.01)).answer(g, "how many chairs").numeric == 3.0
+    assert QueryEngine().answer(g, "how many objects").numeric == 2.0

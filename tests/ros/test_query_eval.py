@@ -2,7 +2,7 @@
 the map-readiness of a case, and the report (the node run itself is a command: python -m g2vlm_ros.query_eval)."""
 from __future__ import annotations
 
-from g2vlm_core.eval.queries import check
+from g2vlm_core.eval.queries import check, gt_graph, scene_cases
 from g2vlm_core.language.labels import LabelMatcher
 from g2vlm_core.scene_graph import Box3D, SceneObject
 from g2vlm_ros import conversions as cv
@@ -29,10 +29,23 @@ def test_a_case_is_map_ready_when_its_objects_are_mapped_with_their_label():
     m = LabelMatcher()
     couch = SceneObject(5, "couch", Box3D([1.05, 1, 0.4], [2, 1, 0.8]))
     box = SceneObject(6, "box", Box3D([1.05, 1, 0.4], [2, 1, 0.8]))
-    assert map_ready({"ids": [16]}, GT, [couch], m)  # "couch" names a sofa
-    assert not map_ready({"ids": [16]}, GT, [box], m)  # there, but named otherwise
-    assert not map_ready({"all_ids": [16, 17]}, GT, [couch], m)  # the mug is missing
-    assert map_ready({"count": 2}, GT, [couch], m) is None  # a case that expects no object
+    assert map_ready([16], GT, [couch], m)  # "couch" names a sofa
+    assert not map_ready([16], GT, [box], m)  # there, but named otherwise
+    assert not map_ready([16, 17], GT, [couch], m)  # the mug is missing
+    assert map_ready([], GT, [couch], m) is None  # a case that names no object
+
+
+def test_a_case_names_every_object_of_the_categories_it_mentions():
+    table = SceneObject(2, "table", Box3D([0, 0, 0.35], [0.8, 0.8, 0.7]))
+    mugs = [SceneObject(3, "mug", Box3D([0, 0.2, 0.75], [.1, .1, .1])),
+            SceneObject(4, "mug", Box3D([3, 0, 0.05], [.1, .1, .1]))]
+    graph = gt_graph([table, *mugs], [4, 4])
+    cases = scene_cases(graph, None, {"nearest": ["the {cat} nearest to the {a}"], "count": ["how many {cats}"],
+                                      "count_absent": ["how many {cats}"]}, seed=1)
+    by_text = {c.text: c for c in cases}
+    assert sorted(by_text["the mug nearest to the table"].names) == [2, 3, 4]  # anchor, target and distractor
+    assert sorted(by_text["how many mugs"].names) == [3, 4]
+    assert all(not c.names for c in cases if c.family == "count_absent")
 
 
 def test_the_report_gives_each_group_and_family_its_shares():
