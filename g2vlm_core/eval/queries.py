@@ -110,7 +110,7 @@ def scene_cases(graph: SceneGraph, viewpoint: Viewpoint | None, templates: dict,
         add("count", {"cats": plural(c)}, {"count": cats[c]})
     for c in pick([c for c in OBJECT_CATEGORIES if c not in cats], 2):
         add("count_absent", {"cats": plural(c)}, {"count": 0})
-    add("count_all", {}, {"count": len(objs)})
+    add("count_all", {}, {"count": len(objs)}, also=tuple(o.id for o in objs))
     supports = [by_cat[c][0] for c in unique if c in SUPPORTS]
     for s in pick(supports, 2):
         ids, clear = on_set(s)

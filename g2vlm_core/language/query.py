@@ -56,8 +56,9 @@ class QueryConfig:
     duplicate_iou: float = 0.5  # a count takes objects whose boxes overlap at least this much as one (a split in the
     # map: on the validation maps every such pair was; > 1 disables)
     count_tentative: bool = False  # whether tentative objects are counted, listed and taken as existence evidence
-    # (off: they are named in the answer as unconfirmed; on the validation maps of the synthetic set, of 25 objects
-    # seen in one keyframe none was a true object the map lacked otherwise)
+    # beside confirmed ones (off: only when no confirmed object satisfies the description, as for a find; the
+    # answer names them. On 15 validation maps of the synthetic set a tentative object beside confirmed ones was
+    # mostly a false or repeated segment; alone, as often a true object seen once as a false one)
 
     def __post_init__(self) -> None:
         if self.confirmed_observations < 1:
@@ -412,15 +413,18 @@ class _Ctx:
         return self.find(q, kind="where")
 
     def hits(self, ev) -> tuple[list[int], str]:
-        """The objects satisfying a description, best first, that count as evidence (tentative ones do not, unless
-        count_tentative), and a note naming the tentative ones left out ("" when none)."""
+        """The objects satisfying a description, best first, that count as evidence, and a note on tentative ones
+        ("" when none): as for a find, tentative objects count only when no confirmed one satisfies it (unless
+        count_tentative)."""
         hits = sorted((int(i) for i in np.nonzero(ev.ok)[0]), key=lambda i: -ev.score[i])
-        if self.cfg.count_tentative:
-            return hits, ""
         seen_once = [i for i in hits if self.res.tentative[i]]
-        note = f" (not counted, seen in too few keyframes to be sure: " \
-               f"{A.listing([self.objects[i] for i in seen_once], 6)})" if seen_once else ""
-        return [i for i in hits if not self.res.tentative[i]], note
+        if self.cfg.count_tentative or not seen_once:
+            return hits, ""
+        names = A.listing([self.objects[i] for i in seen_once], 6)
+        if len(seen_once) == len(hits):
+            return hits, f" (seen in too few keyframes to be sure: {names})"
+        return [i for i in hits if not self.res.tentative[i]], \
+            f" (not counted, seen in too few keyframes to be sure: {names})"
 
     def exists(self, q: Query) -> QueryResult:
         d = q.target
@@ -436,7 +440,7 @@ class _Ctx:
                                       + self.caveat(i, d) + more + unsure,
                                object_ids=[self.objects[j].id for j in hits[: self.k_all]],
                                scores=[float(min(ev.score[j], 1.0)) for j in hits[: self.k_all]], supporting=supp,
-                               confidence=float(min(ev.score[i], 1.0)))
+                               confidence=float(min(ev.score[i], 1.0)) * (0.5 if self.res.tentative[i] else 1.0))
         named, _ = self.res.label(d.noun)
         cands = [self.objects[j] for j in np.nonzero((named > 0) & self.allowed)[0]]
         what = d.noun or "object"
@@ -444,8 +448,8 @@ class _Ctx:
             (d.relations or d.colors or d.not_colors or d.sizes or d.excluded or d.order) else ""
         near_miss = float(ev.score.max(initial=0.0))
         return QueryResult(success=True, achievable=True, kind="exists", numeric=0.0,
-                           answer=f"no: nothing in the map is {d.text or what}{mapped}{unsure}",
-                           confidence=float(min(max(1.0 - near_miss, 0.0), 0.5 if unsure else 1.0)))
+                           answer=f"no: nothing in the map is {d.text or what}{mapped}",
+                           confidence=float(min(max(1.0 - near_miss, 0.0), 1.0)))
 
     def count(self, q: Query) -> QueryResult:
         d = q.target
@@ -474,8 +478,8 @@ class _Ctx:
         hits, unsure = self.hits(ev)
         hits = hits[: self.k_all]
         if not hits:
-            return QueryResult(success=True, achievable=True, kind=kind, confidence=0.5 if unsure else 1.0,
-                               answer=f"nothing in the map is {d.text or 'so'}{unsure}")
+            return QueryResult(success=True, achievable=True, kind=kind, confidence=1.0,
+                               answer=f"nothing in the map is {d.text or 'so'}")
         supp = self.support(d, hits[0])
         caveats = "".join(dict.fromkeys(self.caveat(j, d) for j in hits))
         return QueryResult(success=True, achievable=True, kind=kind,
