@@ -1,12 +1,18 @@
 """The through-the-node query evaluation's scoring: responses read as results, answered boxes mapped to the truth,
-the map-readiness of a case, and the report (the node run itself is a command: python -m g2vlm_ros.query_eval)."""
+the map-readiness of a case, the report, and the in-process re-answering over saved maps (--from-maps); the node
+run itself is a command: python -m g2vlm_ros.query_eval."""
 from __future__ import annotations
+
+import json
+
+import yaml
 
 from g2vlm_core.eval.queries import check, gt_graph, scene_cases
 from g2vlm_core.language.labels import LabelMatcher
 from g2vlm_core.scene_graph import Box3D, SceneObject
 from g2vlm_ros import conversions as cv
-from g2vlm_ros.query_eval import gt_mapper, map_ready, report, result_of
+from g2vlm_ros.demo import ensure_scene
+from g2vlm_ros.query_eval import REPO, gt_mapper, main, map_ready, report, result_of, scene_truth
 from g2vlm_ros.srv import SpatialQuery
 
 GT = [SceneObject(16, "sofa", Box3D([1, 1, 0.4], [2, 1, 0.8])),
@@ -57,3 +63,27 @@ def test_the_report_gives_each_group_and_family_its_shares():
     assert "| questions | 2 | 50% | 100% | - |" in text
     assert "| referring expressions with relations or superlatives | 2 | 50% | 100% | 100% of 1 |" in text
     assert "| nearest | 2 | 50% | 100% | 100% of 1 |" in text
+
+
+def test_from_maps_answers_in_process_as_the_node_would(tmp_path):
+    """A val scene's ground truth saved as "the node's map": the node's engine (the shipped model's hooks, every query
+    from the live camera) answers in process through SpatialQuery responses, scored as through the node; over the
+    true objects it must get what the ceiling gets."""
+    seed = 8
+    data = tmp_path / "data"
+    scene = ensure_scene(data / f"seed_{seed}", seed, 2, 80, 60)
+    templates = yaml.safe_load((REPO / "tests" / "core" / "data" / "language_dev_set.yaml").read_text())["gt_templates"]
+    truth = scene_truth(scene, templates, seed)
+    for o in truth.graph.objects:
+        o.observation_count = 5  # confirmed, as a map's objects seen in several keyframes
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / f"{truth.name}.json").write_text(json.dumps(truth.graph.to_dict()))
+    out = tmp_path / "log.json"
+    assert main(["--split", "val", "--scenes", "1", "--frames", "2", "--width", "80", "--height", "60",
+                 "--data", str(data), "--from-maps", str(maps), "--json", str(out)]) == 0
+    log = json.loads(out.read_text())
+    assert len(log) == len(truth.cases) > 40
+    assert all(r["gt_right"] for r in log)
+    assert [r["query"] for r in log if not r["node_right"]] == []
+    assert all(r["map_ready"] in (True, None) for r in log)
