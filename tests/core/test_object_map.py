@@ -144,6 +144,22 @@ def test_transient_is_pruned_and_deletion_reported_once():
     assert g2.sequence == g1.sequence + 1
 
 
+def test_a_tentative_object_two_views_missed_is_held_back_until_seen_again():
+    """Seen once, then missed by one keyframe that looks at it (maybe occluded): still published; missed by a
+    second one: held back (not deleted); seen again: published, confirmed."""
+    m = ObjectMap(ObjectMapConfig(min_observations=2, prune_after_frames=10, merge_every=0))
+    T = look_at([1.5, 0.0, 1.0], [0.0, 0.0, 0.1])
+    blob = lambda k: _blob([0.0, 0.0, 0.1], seed=k, color=(0.8, 0.1, 0.1), label="mug", label_score=0.9)
+    oid = m.update([blob(0)], 0.0, T, INTR).created[0]
+    m.update([], 1.0, T, INTR)
+    assert [o.id for o in m.snapshot().objects] == [oid]
+    m.update([], 2.0, T, INTR)
+    g = m.snapshot()
+    assert g.objects == [] and m.ids == [oid] and g.deleted_ids == []
+    m.update([blob(1)], 3.0, T, INTR)
+    assert [(o.id, o.observation_count) for o in m.snapshot().objects] == [(oid, 2)]
+
+
 def test_object_out_of_view_is_not_pruned():
     m = ObjectMap(ObjectMapConfig(min_observations=2, prune_after_frames=3))
     oid = m.update([_blob([0.0, 0.0, 0.1])], 0.0, look_at([1.5, 0, 1], [0, 0, 0.1]), INTR).created[0]
@@ -445,3 +461,48 @@ def test_objects_rest_on_their_support_in_snapshots(gap, rests):
     top = u.box.center[2] + u.box.size[2] / 2
     assert top == pytest.approx(mug.center[2] + 0.05, abs=0.02)  # the top face stays where it was seen
     assert t.box.center[2] - t.box.size[2] / 2 == pytest.approx(0.0, abs=0.02)  # the table is not moved
+
+
+def _slab(lo, hi, n, seed):
+    return np.asarray(lo) + np.random.default_rng(seed).uniform(0, 1, (n, 3)) * (np.asarray(hi) - np.asarray(lo))
+
+
+def test_a_supports_box_top_is_its_surface_not_the_bleed_above_it():
+    """A table whose segments carry a few points of the bottle standing on it (a mask reaching over it) keeps its
+    box top at its surface, so the bottle is on it; a chair's back, a large share of its points, stays in its box."""
+    from g2vlm_core.predicates import holds
+    table = np.concatenate([_slab([-0.6, -0.4, 0.70], [0.6, 0.4, 0.74], 1500, 0),  # top
+                            _slab([-0.6, -0.4, 0.0], [-0.55, -0.35, 0.70], 150, 1),  # a leg
+                            _slab([0.0, 0.0, 0.74], [0.06, 0.06, 0.95], 60, 2)])  # bleed of the bottle
+    bottle = _slab([0.0, 0.0, 0.74], [0.06, 0.06, 0.98], 200, 3)
+    chair = np.concatenate([_slab([2.0, 0.0, 0.43], [2.45, 0.45, 0.47], 600, 4),  # seat
+                            _slab([2.0, 0.42, 0.47], [2.45, 0.45, 0.9], 500, 5)])  # back
+    m = ObjectMap(ObjectMapConfig(amodal_boxes=False))
+    for k in range(2):
+        m.update([Segment(table, np.full((len(table), 3), 0.5), label="table", label_score=0.9),
+                  Segment(bottle, np.full((len(bottle), 3), 0.9), label="bottle", label_score=0.9),
+                  Segment(chair, np.full((len(chair), 3), 0.2), label="chair", label_score=0.9)], float(k))
+    g = m.snapshot()
+    t, b, c = (next(o for o in g.objects if o.label == lab) for lab in ("table", "bottle", "chair"))
+    assert t.box.center[2] + t.box.size[2] / 2 == pytest.approx(0.74, abs=0.02)
+    assert holds("on", b.box, t.box)
+    assert c.box.center[2] + c.box.size[2] / 2 == pytest.approx(0.9, abs=0.02)
+    m2 = ObjectMap(ObjectMapConfig(amodal_boxes=False, top_layer_share=0))  # the rule off: the bleed lifts the top
+    for k in range(2):
+        m2.update([Segment(table, np.full((len(table), 3), 0.5), label="table", label_score=0.9)], float(k))
+    t2 = m2.snapshot().objects[0]
+    assert t2.box.center[2] + t2.box.size[2] / 2 > 0.9
+
+
+def test_an_unnamed_support_plane_is_published_as_structure():
+    """A table top found only as a plane (no recognizer named it) is an anchor, not an object answer."""
+    top = _slab([-0.6, -0.4, 0.72], [0.6, 0.4, 0.74], 800, 0)
+    m = ObjectMap()
+    for k in range(2):
+        m.update([Segment(top, np.full((800, 3), 0.5), kind="support")], float(k))
+    o = m.snapshot().objects[0]
+    assert o.kind == "structure" and o.label == "surface"
+    m = ObjectMap(ObjectMapConfig(unnamed_supports_as_structure=False))
+    for k in range(2):
+        m.update([Segment(top, np.full((800, 3), 0.5), kind="support")], float(k))
+    assert m.snapshot().objects[0].kind == "object"
