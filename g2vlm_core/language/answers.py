@@ -73,8 +73,10 @@ def relation_text(r: SpatialRelation, by_id: dict[int, SceneObject]) -> str:
     return f"{PHRASES.get(r.predicate, r.predicate)} {name(o) if o else '#' + str(r.object_id)}"
 
 
-def listing(objects: list[SceneObject], limit: int = 12) -> str:
-    parts = [name(o) for o in objects[:limit]]
+def listing(objects: list[SceneObject], limit: int = 12, views: bool = False) -> str:
+    """Names of ``objects`` (at most ``limit``); ``views``: with the keyframes that observed each, when known."""
+    parts = [name(o) + (f" ({o.observation_count} {'view' if o.observation_count == 1 else 'views'})"
+                        if views and o.observation_count > 0 else "") for o in objects[:limit]]
     if len(objects) > limit:
         parts.append(f"and {len(objects) - limit} more")
     return ", ".join(parts)

@@ -24,7 +24,7 @@ from . import answers as A
 from .labels import LabelMatcher, normalise_label
 from .normalize import MAX_QUERY_CHARS, non_query_reason, tag, unknown_word_share, validate_query
 from .parser import Desc, ParseError, Query, QueryParser
-from .resolve import HOLDS, NeedsViewpoint, NotInMap, ResolveConfig, Resolver, tentative_mask
+from .resolve import HOLDS, Evaluated, NeedsViewpoint, NotInMap, ResolveConfig, Resolver, tentative_mask
 
 __all__ = ["MAX_QUERY_CHARS", "QueryConfig", "QueryEngine", "QueryResult", "validate_query"]
 
@@ -452,20 +452,24 @@ class _Ctx:
                            confidence=float(min(max(1.0 - near_miss, 0.0), 1.0)))
 
     def count(self, q: Query) -> QueryResult:
+        """Counts the objects the description names under their own label (an object is one thing: a chair the
+        model thought might also be a table, a secondary label, is not also a table), confirmed ones first (hits),
+        boxes overlapping that much once (distinct); the answer says how many views support each."""
         d = q.target
         ev = self.res.evaluate(d, self.allowed)
+        named, how = self.res.label(d.noun)
+        ev = Evaluated(ev.score, ev.ok & np.array([h is None or h.how != "candidate" for h in how], dtype=bool))
         hits, notes = self.hits(ev)
         hits, twins = self.res.distinct(hits, self.cfg.duplicate_iou)
         if twins:
             notes += " (counted once, their boxes overlapping: " + ", ".join(
                 f"{A.name(self.objects[i])} and {A.name(self.objects[j])}" for i, j in twins) + ")"
-        named, _ = self.res.label(d.noun)
         cand = np.nonzero((named > 0) & self.allowed)[0]
         # how clearly each candidate is in (its score) or out (1 - its score) of the count
         clear = [ev.score[j] if ev.ok[j] else 1.0 - min(ev.score[j], 1.0) for j in cand]
         what = d.noun or "object"
         n = len(hits)
-        listed = f": {A.listing([self.objects[j] for j in hits])}" if hits else ""
+        listed = f": {A.listing([self.objects[j] for j in hits], views=True)}" if hits else ""
         return QueryResult(success=True, achievable=True, kind="count", numeric=float(n),
                            answer=f"{n} {A.plural(what, n)}{listed}{notes}",
                            object_ids=[self.objects[j].id for j in hits[: self.k_all]],

@@ -202,3 +202,16 @@ def test_a_count_takes_two_objects_whose_boxes_overlap_that_much_as_one():
     assert "chair #2 and chair #1" in r.answer
     assert QueryEngine(QueryConfig(duplicate_iou=1.01)).answer(g, "how many chairs").numeric == 3.0
     assert QueryEngine().answer(g, "how many objects").numeric == 2.0
+
+
+def test_counts_are_under_their_own_label_with_their_views():
+    """Three confirmed chairs count, each with the keyframes that saw it; a table whose secondary label is chair
+    is not a chair too (one object is one thing)."""
+    objs = [SceneObject(i, "chair", Box3D([float(i), 0.0, 0.4], [0.4, 0.4, 0.8]), observation_count=n)
+            for i, n in ((1, 5), (2, 2), (3, 3))]
+    objs.append(SceneObject(5, "table", Box3D([0.0, 2.0, 0.4], [1.0, 0.8, 0.8]), observation_count=6,
+                            label_candidates=[("table", 0.6), ("chair", 0.4)]))
+    r = QueryEngine().answer(SceneGraph(objs), "how many chairs are there")
+    assert r.numeric == 3.0 and sorted(r.object_ids) == [1, 2, 3]
+    assert "chair #1 (5 views)" in r.answer and "chair #2 (2 views)" in r.answer
+    assert QueryEngine().answer(SceneGraph(objs), "how many tables are there").numeric == 1.0
