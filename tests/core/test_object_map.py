@@ -506,3 +506,22 @@ def test_an_unnamed_support_plane_is_published_as_structure():
     for k in range(2):
         m.update([Segment(top, np.full((800, 3), 0.5), kind="support")], float(k))
     assert m.snapshot().objects[0].kind == "object"
+
+
+def test_touching_views_of_one_object_merge_when_their_embeddings_agree():
+    """A desk's two ends seen from two sides (no shared voxels, boxes that touch but do not nest) become one desk
+    when the model embeds them alike; with disagreeing embeddings (two different desks) they stay two."""
+    left = _slab([0.0, 0.0, 0.0], [0.6, 0.6, 0.75], 800, 0)
+    right = _slab([0.62, 0.0, 0.0], [1.2, 0.6, 0.75], 800, 1)
+
+    def run(e_right):
+        m = ObjectMap(ObjectMapConfig(merge_every=1, amodal_boxes=False))
+        for k in range(2):
+            m.update([Segment(left, np.full((800, 3), 0.4), label="desk", label_score=0.9, embedding=np.eye(4)[0]),
+                      Segment(right, np.full((800, 3), 0.4), label="desk", label_score=0.9, embedding=e_right)],
+                     float(k))
+        return m.snapshot().objects
+
+    one = run(np.array([0.9, 0.43, 0.0, 0.0]))  # cosine 0.9
+    assert len(one) == 1 and one[0].id == 1 and one[0].box.size[0] == pytest.approx(1.2, abs=0.05)
+    assert len(run(np.array([0.5, 0.0, 0.866, 0.0]))) == 2  # cosine 0.5
