@@ -83,7 +83,8 @@ class ObjectMapConfig:
     up_axis: str | None = "+z"  # world up; '+z'/'-z' give yaw boxes, other axes or None axis-aligned boxes
     axis_aligned_tolerance: float = 0.15  # boxes stay square to the map axes unless turning them shrinks the
     # footprint by more than this fraction (scene_graph.gravity_box)
-    support_top_tol_m: float = 0.1  # a support plane this close to a named object's box top is that object's top
+    support_top_tol_m: float = 0.1  # a support plane this close to a named object's box top is that object's top ...
+    support_top_inside: float = 0.7  # ... when at least this share of its points lies over the object's footprint
     fragment_inside: float = 0.0  # a tentative object (fewer than min_observations) without a confident label whose
     # box lies this much inside a confirmed object's is part of it (0, the default, disables it: on 20 validation
     # scenes it lost more true objects than fragments it removed)
@@ -894,7 +895,12 @@ class ObjectMap:
             top = o_box[1][2]
             if obj.top_label() is not None and np.all(c[:2] >= o_box[0][:2]) and np.all(c[:2] <= o_box[1][:2]) \
                     and top - cfg.support_top_tol_m <= c[2] <= top + cfg.support_top_tol_m:
-                return obj
+                # an object's top is no larger than the object: a plane reaching well beyond its footprint (one
+                # plane over a desk and the bed beside it) is not its top
+                p = sup.points()[:, :2]
+                inside = np.all((p >= o_box[0][:2] - cfg.assoc_voxel_m) & (p <= o_box[1][:2] + cfg.assoc_voxel_m), axis=1)
+                if inside.mean() >= cfg.support_top_inside:
+                    return obj
             return None
         ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
         small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)

@@ -525,3 +525,16 @@ def test_touching_views_of_one_object_merge_when_their_embeddings_agree():
     one = run(np.array([0.9, 0.43, 0.0, 0.0]))  # cosine 0.9
     assert len(one) == 1 and one[0].id == 1 and one[0].box.size[0] == pytest.approx(1.2, abs=0.05)
     assert len(run(np.array([0.5, 0.0, 0.866, 0.0]))) == 2  # cosine 0.5
+
+
+@pytest.mark.parametrize("x0, x1, merged", [(0.1, 1.1, True), (-1.2, 2.3, False)])
+def test_a_support_plane_is_an_objects_top_only_within_its_footprint(x0, x1, merged):
+    """A plane at a desk's top height over the desk is its top (merged into it); one reaching far beyond it (over
+    the desk and the bed beside it) is not."""
+    desk = _slab([0.0, 0.0, 0.0], [1.2, 0.6, 0.75], 1500, 0)
+    plane = _slab([x0, 0.05, 0.74], [x1, 0.55, 0.76], 800, 1)  # centred over the desk either way
+    m = ObjectMap(ObjectMapConfig(merge_every=1, amodal_boxes=False, touch_merge_cos=1.0))
+    for k in range(2):
+        m.update([Segment(desk, np.full((1500, 3), 0.4), label="desk", label_score=0.9),
+                  Segment(plane, np.full((800, 3), 0.6), kind="support")], float(k))
+    assert (len(m) == 1) == merged
