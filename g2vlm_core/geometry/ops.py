@@ -200,3 +200,31 @@ def camera_center(T_world_cam: np.ndarray) -> np.ndarray:
 def world_to_camera(T_world_cam: np.ndarray) -> np.ndarray:
     """T_cam_world: Open3D's "extrinsic" convention (world -> camera)."""
     return invert_transform(check_rigid(T_world_cam, "T_world_cam"))
+
+
+def ransac_plane(points: np.ndarray, distance_m: float, iterations: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray]:
+    """The plane (4,) [unit normal n, d] with n.p + d = 0 that most of ``points`` (N, 3) lie within ``distance_m``
+    of, among ``iterations`` 3-point hypotheses drawn by ``rng``, and its inlier indices (K,); (None, empty) when
+    no hypothesis is a plane.
+
+    Written by hand (vectorised numpy): Open3D's segment_plane draws its hypotheses on several threads, so even
+    with a seeded generator its planes differ between runs of the same input, and so did the maps built on them;
+    this one is reproducible for a given ``rng`` and about as fast on the subsamples the segmenter scores.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    none = (None, np.zeros(0, dtype=np.int64))
+    if len(p) < 3 or iterations < 1:
+        return none
+    idx = rng.integers(0, len(p), size=(iterations, 3))
+    a = p[idx[:, 0]]
+    normal = np.cross(p[idx[:, 1]] - a, p[idx[:, 2]] - a)  # (I, 3)
+    norm = np.linalg.norm(normal, axis=1)
+    ok = norm > 1e-12  # collinear or repeated samples are no plane
+    if not ok.any():
+        return none
+    normal, a = normal[ok] / norm[ok, None], a[ok]
+    d = -np.einsum("ij,ij->i", normal, a)
+    inlier = np.abs(p @ normal.T + d) <= distance_m  # (N, I)
+    best = int(np.argmax(inlier.sum(axis=0)))  # the first of equals: deterministic
+    return np.r_[normal[best], d[best]], np.nonzero(inlier[:, best])[0]

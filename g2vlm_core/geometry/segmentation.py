@@ -13,6 +13,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .camera import CameraIntrinsics, GeometryError, check_rigid, pixel_rays
+from .ops import ransac_plane
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 
@@ -131,8 +132,8 @@ class SegmenterConfig:
     # on masks upsampled from a model's smaller input it removed thin and small objects; the largest-component
     # rule already drops boundary bleed; matched objects on 20 validation scenes 0.65 with, 0.69 without)
     mask_largest_component: bool = True  # keep only the largest 3D component (mask bleed onto background)
-    seed: int | None = 0  # seeds Open3D's global RNG before RANSAC (a global side effect) so that identical input
-    # gives identical planes and maps (evaluation rows do not move between runs); None: unseeded
+    seed: int | None = 0  # seeds the plane search's RANSAC (ops.ransac_plane, single-threaded) so that identical
+    # input gives identical planes and maps (evaluation rows do not move between runs); None: unseeded
 
     def __post_init__(self) -> None:
         if self.stride < 0:
@@ -418,8 +419,6 @@ class Segmenter:
         floor, support nor wall (a sofa's front, a wardrobe side) also stay: they belong to objects.
         """
         cfg = self.config
-        if cfg.seed is not None:
-            o3d.utility.random.seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         min_inliers = max(cfg.plane_min_points, int(cfg.plane_min_fraction * len(ps.pts)))
         if self.up is not None:
@@ -516,19 +515,13 @@ class Segmenter:
         return np.append(normal, -normal @ centre)
 
     def _fit_plane(self, pts64: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-        """Best plane (4,) [n, d] with unit normal, from Open3D RANSAC on a random subsample.
-
-        RANSAC runs on at most ``plane_sample_points`` points because Open3D's cost is iterations x points
-        (measured 8.8 ms on 11k points vs 0.8 ms on 1k, same plane found).
-        """
+        """Best plane (4,) [n, d] with unit normal, by RANSAC (geometry.ops.ransac_plane, seeded by ``rng``) on a
+        random subsample of at most ``plane_sample_points`` points (the cost is iterations x points)."""
         cfg = self.config
         sample = pts64 if len(pts64) <= cfg.plane_sample_points else \
             pts64[rng.choice(len(pts64), cfg.plane_sample_points, replace=False)]
-        model, inliers = _to_o3d(sample).segment_plane(cfg.plane_distance_m, 3, cfg.plane_iterations)
-        if len(inliers) < 3:
-            return None
-        model = np.asarray(model, dtype=np.float64)
-        return model / np.linalg.norm(model[:3])
+        model, inliers = ransac_plane(sample, cfg.plane_distance_m, cfg.plane_iterations, rng)
+        return model if len(inliers) >= 3 else None
 
     @staticmethod
     def _plane_extents(uv: np.ndarray) -> tuple[float, float]:
