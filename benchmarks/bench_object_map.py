@@ -137,9 +137,11 @@ def synthetic_map(n_objects: int, seed: int = 0) -> tuple[ObjectMap, list[Segmen
     def blob(c, col):
         return Segment(c + rng.uniform(-0.1, 0.1, (300, 3)), np.tile(col, (300, 1)))
 
-    # every object published (unnamed blobs seen once would not be: publish_unnamed_min_observations), so the
-    # snapshot and relation cost of all n objects is what is measured
-    m = ObjectMap(ObjectMapConfig(merge_every=5, prune_after_frames=10**9, publish_unnamed_min_observations=1))
+    # every object published (unnamed blobs seen once would not be: publish_unnamed_min_observations; nor blobs seen
+    # once that later updates, without a pose, count as missed: hold_unconfirmed_missed), so the snapshot and
+    # relation cost of all n objects is what is measured
+    m = ObjectMap(ObjectMapConfig(merge_every=5, prune_after_frames=10**9, publish_unnamed_min_observations=1,
+                                  hold_unconfirmed_missed=0))
     for start in range(0, n_objects, 50):
         m.update([blob(centres[k], colours[k]) for k in range(start, min(start + 50, n_objects))], 0.0)
     assert len(m) == n_objects, len(m)
