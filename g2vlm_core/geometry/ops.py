@@ -227,4 +227,9 @@ def ransac_plane(points: np.ndarray, distance_m: float, iterations: int,
     d = -np.einsum("ij,ij->i", normal, a)
     inlier = np.abs(p @ normal.T + d) <= distance_m  # (N, I)
     best = int(np.argmax(inlier.sum(axis=0)))  # the first of equals: deterministic
-    return np.r_[normal[best], d[best]], np.nonzero(inlier[:, best])[0]
+    inl = np.nonzero(inlier[:, best])[0]
+    # the least-squares plane of the inliers (as Open3D returns it), oriented like the hypothesis
+    q = p[inl] - p[inl].mean(axis=0)
+    n = np.linalg.eigh(q.T @ q)[1][:, 0]
+    n = n if n @ normal[best] >= 0 else -n
+    return np.r_[n, -n @ p[inl].mean(axis=0)], inl
