@@ -365,10 +365,8 @@ def _array(d: dict, key: str, where: str, dtype, shape: tuple[int, ...]) -> np.n
         raise MapFormatError(f"{where}: '{key}' has shape {a.shape}, expected {tuple('N' if s == -1 else s for s in shape)}")
     if not np.isfinite(a).all():
         raise MapFormatError(f"{where}: '{key}' holds NaN or infinite values")
-    if np.issubdtype(dtype, np.integer):
-        if (a != np.round(a)).any() or (np.abs(a) >= 2**62).any():
-            raise MapFormatError(f"{where}: '{key}' must hold integers")
-        return a.astype(dtype)
+    if np.issubdtype(dtype, np.integer) and ((a != np.round(a)).any() or (np.abs(a) >= 2**62).any()):
+        raise MapFormatError(f"{where}: '{key}' must hold integers")
     return a.astype(dtype)
 
 
@@ -905,13 +903,14 @@ class ObjectMap:
         ca, cb = oa.coarse(cfg.assoc_voxel_m), ob.coarse(cfg.assoc_voxel_m)
         small, big = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
         ea, eb = oa.embedding(), ob.embedding()
-        nested = cfg.same_label_box_overlap > 0 and oa.top_label() is not None and \
-            oa.top_label() == ob.top_label() and _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap
-        agree = not (ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb < cfg.min_embedding_cos)
+        cos = float(ea @ eb) if ea is not None and eb is not None and ea.shape == eb.shape else None
+        same_label = oa.top_label() is not None and oa.top_label() == ob.top_label()
+        nested = cfg.same_label_box_overlap > 0 and same_label and \
+            _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap
+        agree = not (cos is not None and cos < cfg.min_embedding_cos)
         if (nested and (agree or cfg.nested_ignores_embedding)) or (
                 agree and _near_fraction(small, big, offsets) >= cfg.merge_overlap) or (
-                cfg.touch_merge_cos < 1 and oa.top_label() is not None and oa.top_label() == ob.top_label()
-                and ea is not None and eb is not None and ea.shape == eb.shape and ea @ eb >= cfg.touch_merge_cos
+                cfg.touch_merge_cos < 1 and same_label and cos is not None and cos >= cfg.touch_merge_cos
                 and np.all(np.maximum(box_a[0], box_b[0]) - np.minimum(box_a[1], box_b[1]) <= cfg.assoc_voxel_m)):
             return oa if (oa.observations, -oa.id) >= (ob.observations, -ob.id) else ob
         if cfg.fragment_inside > 0:
