@@ -4,7 +4,8 @@ Each object keeps a bounded voxel set (per-voxel sums of points and colours), la
 observation counters. ``update`` associates segments by 3D overlap of coarse voxels plus appearance, creates
 objects for the rest, merges duplicates and prunes transients; ``snapshot`` turns the map into a SceneGraph
 with relations by the rule of ``predicates.compute_relations`` (view-dependent ones only between nearby objects,
-``relation_max_gap_m``) and the ids deleted since the previous snapshot.
+``relation_max_gap_m``) and the ids that left the graph since the previous snapshot (deleted, merged into
+another, or a tentative object held back).
 Ids are never reused: the next id only grows, also across ``reset`` and ``from_dict``.
 """
 from __future__ import annotations
@@ -490,6 +491,8 @@ class ObjectMap:
     def _reset_state(self) -> None:
         self._objects: dict[int, _Object] = {}
         self._deleted_pending: list[int] = []  # deleted since the last snapshot
+        self._published: set[int] = set()  # ids in the last snapshot: one that leaves the graph without being
+        # deleted (a tentative object held back) is reported in deleted_ids too, so subscribers drop it
         self._sequence = 0
         self._updates = 0
         self._stamp_s = 0.0
@@ -584,8 +587,9 @@ class ObjectMap:
                         or o.observations >= cfg.publish_unnamed_min_observations)]
             self._sequence += 1
             present = {o.id for o in objs}
-            deleted = sorted({i for i in self._deleted_pending if i not in present})
+            deleted = sorted((set(self._deleted_pending) | self._published) - present)
             self._deleted_pending = []
+            self._published = present
             stamp = self._stamp_s
             sequence = self._sequence
         if cfg.support_snap_m > 0 and cfg.up_axis == "+z":

@@ -146,7 +146,8 @@ def test_transient_is_pruned_and_deletion_reported_once():
 
 def test_a_tentative_object_two_views_missed_is_held_back_until_seen_again():
     """Seen once, then missed by one keyframe that looks at it (maybe occluded): still published; missed by a
-    second one: held back (not deleted); seen again: published, confirmed."""
+    second one: held back (kept in the map, but reported in deleted_ids so subscribers drop it); seen again:
+    published, confirmed, under the same id."""
     m = ObjectMap(ObjectMapConfig(min_observations=2, prune_after_frames=10, merge_every=0))
     T = look_at([1.5, 0.0, 1.0], [0.0, 0.0, 0.1])
     blob = lambda k: _blob([0.0, 0.0, 0.1], seed=k, color=(0.8, 0.1, 0.1), label="mug", label_score=0.9)
@@ -155,9 +156,11 @@ def test_a_tentative_object_two_views_missed_is_held_back_until_seen_again():
     assert [o.id for o in m.snapshot().objects] == [oid]
     m.update([], 2.0, T, INTR)
     g = m.snapshot()
-    assert g.objects == [] and m.ids == [oid] and g.deleted_ids == []
+    assert g.objects == [] and m.ids == [oid] and g.deleted_ids == [oid]
+    assert m.snapshot().deleted_ids == []  # reported once
     m.update([blob(1)], 3.0, T, INTR)
-    assert [(o.id, o.observation_count) for o in m.snapshot().objects] == [(oid, 2)]
+    g = m.snapshot()
+    assert [(o.id, o.observation_count) for o in g.objects] == [(oid, 2)] and g.deleted_ids == []
 
 
 def test_object_out_of_view_is_not_pruned():
