@@ -9,6 +9,11 @@ Colour rule (HSV of an sRGB colour in [0, 1]; hue h in degrees [0, 360), saturat
 5. hue bands: red ``[345, 15)``, orange ``[15, 45)``, yellow ``[45, 70)``, green ``[70, 165)``,
    blue ``[165, 260)`` (cyan counts as blue), purple ``[260, 310)``, pink ``[310, 345)``.
 
+A colour's hue family (``hue_family``) is what the hue says whatever the light: rules 3-5 without their lightness
+conditions, so a shaded orange (named brown) and a lit one share the family {orange, brown}; black and achromatic
+colours have none. The query language falls back on it when no candidate has the colour asked (a map sees shaded
+surfaces, people name the paint).
+
 Size rule on the largest box extent (metres): ``< 0.3`` small (mug, book), ``< 1.0`` medium (chair, monitor),
 else large (table, sofa, bed).
 """
@@ -60,6 +65,19 @@ def color_name(rgb01) -> str:
         if h < upper:
             return name
     return "red"  # h == 360 only through rounding
+
+
+def hue_family(rgb01) -> frozenset[str]:
+    """The colour names an RGB triple's hue allows whatever its lightness (see the module docstring): empty for
+    black (v below BLACK_MAX_V) and achromatic colours; orange and brown together; red and pink together."""
+    rgb = np.asarray(rgb01, dtype=np.float64).reshape(-1)
+    if rgb.shape != (3,) or not np.all(np.isfinite(rgb)):
+        raise ValueError(f"hue_family needs 3 finite RGB values in [0, 1], got {rgb01!r}")
+    h, s, v = colorsys.rgb_to_hsv(*np.clip(rgb, 0.0, 1.0))
+    if v < BLACK_MAX_V or s < ACHROMATIC_MAX_S:
+        return frozenset()
+    name = next(n for upper, n in HUE_BANDS if h * 360.0 < upper) if h * 360.0 < 360.0 else "red"
+    return frozenset({"orange": ("orange", "brown"), "red": ("red", "pink")}.get(name, (name,)))
 
 
 def size_class(box: Box3D | np.ndarray) -> str:

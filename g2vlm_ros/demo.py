@@ -4,7 +4,8 @@
 
 1. makes (or reuses, under data/demo/) a test-split synthetic scene with ground truth and a rosbag2 (mcap);
 2. starts the perception node in its own process and replays the bag into it, paced by the node;
-3. asks spatial queries (the scene's ground-truth referring expressions, counts, "what is on ...") and prints
+3. asks spatial queries (the scene's ground-truth referring expressions, counts, "what is on ...", about the objects
+   the replayed frames show: one frame with >= 200 of their pixels) and prints
    each answer with whether it picked the right object (3D box IoU >= 0.25 with the ground-truth target);
 4. saves the fused cloud (PLY), the scene graph (JSON) and a picture (PNG) into --out.
 Exits 0 when the pipeline ran end to end; the accuracy printed is what it is.
@@ -30,6 +31,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from g2vlm_core.geometry.metrics import box_iou_3d  # noqa: E402
 from g2vlm_core.scene_graph import SceneGraph, SceneObject  # noqa: E402
+from g2vlm_core.synth.dataset import SynthScene  # noqa: E402
 from g2vlm_core.viz import render_map_png  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
@@ -134,17 +136,20 @@ def perception_session(name: str, timeout_s: float = 90.0, map_dir: Path | None 
         node_proc.stop()
 
 
-def pick_queries(gt: dict, n: int) -> list[tuple[str, int | None]]:
-    """Ground-truth referring expressions (view-independent: the live camera is not their reference view),
-    then counting and listing questions; (text, target id or None)."""
-    exprs = [e for e in gt["expressions"] if not e.get("viewpoint")]
+def pick_queries(gt: dict, n: int, seen: set[int] | None = None) -> list[tuple[str, int | None]]:
+    """Ground-truth referring expressions (view-independent: the live camera is not their reference view) about
+    objects the replayed frames show (``seen`` ids; None: every object), then counting and listing questions about
+    them; (text, target id or None)."""
+    objects = [o for o in gt["objects"] if seen is None or o["id"] in seen]
+    ids = {o["id"] for o in objects}
+    exprs = [e for e in gt["expressions"] if not e.get("viewpoint") and e["target_id"] in ids]
     rng = np.random.default_rng(gt["seed"])
     chosen = [exprs[i] for i in sorted(rng.choice(len(exprs), size=min(n, len(exprs)), replace=False))]
     out = [(e["text"], int(e["target_id"])) for e in chosen]
-    cats = sorted({o["label"] for o in gt["objects"]})
+    cats = sorted({o["label"] for o in objects})
     if cats:
         out.append((f"how many {cats[0]}s are there", None))
-    supports = [o["label"] for o in gt["objects"] if o["label"] in ("table", "desk", "shelf", "cabinet", "bed")]
+    supports = [o["label"] for o in objects if o["label"] in ("table", "desk", "shelf", "cabinet", "bed")]
     if supports:
         out.append((f"what is on the {supports[0]}", None))
     return out
@@ -166,8 +171,9 @@ def main(argv=None) -> int:
     scene_dir = ensure_scene(a.data, a.seed, a.frames, a.width, a.height)
     gt = json.loads((scene_dir / "scene.json").read_text())
     gt_objects = {o["id"]: SceneObject.from_dict(o) for o in gt["objects"]}
+    seen = {o.id for o in SynthScene(scene_dir).seen_objects()}
     print(f"scene {gt['name']} ({gt['room']['type']}, split {gt['split']}): {len(gt_objects)} objects, "
-          f"{a.frames} frames {a.width}x{a.height}")
+          f"{len(seen)} of them in view of the {a.frames} frames {a.width}x{a.height}")
 
     with perception_session("g2vlm_demo", map_dir=(a.out / "map").resolve()) as ses:
         node, query, call = ses.node, ses.query, ses.call
@@ -178,7 +184,7 @@ def main(argv=None) -> int:
         print("\nqueries (ground-truth target in brackets; correct = answer's box IoU >= 0.25 with it):")
         right = asked = 0
         highlight = []
-        for text, target in pick_queries(gt, a.queries):
+        for text, target in pick_queries(gt, a.queries, seen):
             t0 = time.perf_counter()
             r = call(query, SpatialQuery.Request(query=text))
             ms = (time.perf_counter() - t0) * 1e3

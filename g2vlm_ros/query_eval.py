@@ -7,7 +7,9 @@ Per scene (test split by default: seeds 9, 19, 29, ...; develop on --split val: 
 under --data) the scene and its rosbag2 (as ``make demo`` does), starts the perception node with the shipped
 model, replays the bag into it at the recorded rate with flow control, then asks the template queries of
 ``--queries`` (their ``gt_templates``: by default the development set, tests/core/data/language_dev_set.yaml)
-instantiated on the scene's ground truth (g2vlm_core.eval.queries) over the SpatialQuery service. Every query is
+instantiated on the scene's ground truth (g2vlm_core.eval.queries) over the SpatialQuery service. The ground truth
+is what the replayed frames show (objects one frame shows with >= 200 pixels, as the model card's in-map rows;
+``--all-objects``: every object of the scene, also those the camera never saw). Every query is
 asked from the live camera, whose last pose is the viewpoint of the view-dependent truths. An answered object
 stands for the ground-truth object its box overlaps most at 3D IoU >= 0.25.
 
@@ -46,6 +48,7 @@ from g2vlm_core.language.query import QueryConfig, QueryEngine, QueryResult  # n
 from g2vlm_core.predicates import Viewpoint  # noqa: E402
 from g2vlm_core.scene_graph import SceneGraph, SceneObject  # noqa: E402
 from g2vlm_core.synth.config import split_of_seed  # noqa: E402
+from g2vlm_core.synth.dataset import SynthScene  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
 from g2vlm_ros.demo import BAG_TOPICS, REPO, ensure_scene, perception_session, replay  # noqa: E402
@@ -105,9 +108,12 @@ class SceneTruth:
     cases: list[QueryCase]
 
 
-def scene_truth(scene_dir: Path, templates: dict, seed: int) -> SceneTruth:
-    meta = json.loads((scene_dir / "scene.json").read_text())
-    objects = [SceneObject.from_dict(o) for o in meta["objects"]]
+def scene_truth(scene_dir: Path, templates: dict, seed: int, seen_only: bool = True) -> SceneTruth:
+    """``seen_only``: the truth holds the objects the replayed frames show (synth.dataset.SEEN_MIN_PIXELS, as the
+    model card's in-map rows), so no case asks about an object the camera never saw; else every object."""
+    scene = SynthScene(scene_dir)
+    meta = scene.meta
+    objects = scene.seen_objects() if seen_only else list(scene.objects)
     graph = gt_graph(objects, meta["room"]["size_m"])
     view = Viewpoint.from_pose(np.asarray(meta["frames"][-1]["T_world_cam"], dtype=np.float64), "camera")
     return SceneTruth(meta["name"], objects, graph, view, scene_cases(graph, view, templates, seed, view_key="live"))
@@ -131,10 +137,10 @@ def score_case(t: SceneTruth, c: QueryCase, resp, pred: list[SceneObject], ceili
 
 
 def run_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, log: list[dict],
-              save_maps: Path | None = None) -> bool:
+              save_maps: Path | None = None, seen_only: bool = True) -> bool:
     """Replay one scene into a fresh node and ask its cases; appends one record per case to ``log``. Returns
     whether the node was alive after the last query."""
-    t = scene_truth(scene_dir, templates, seed)
+    t = scene_truth(scene_dir, templates, seed, seen_only)
     with perception_session("g2vlm_query_eval", timeout_s=120.0) as ses:
         graphs = ses.graphs
         stats = replay(ses.node, ses.ex, scene_dir / "bag", graphs, progress=False)
@@ -164,10 +170,10 @@ def node_engine() -> QueryEngine:
 
 
 def rescore_scene(scene_dir: Path, templates: dict, seed: int, ceiling: QueryEngine, engine: QueryEngine,
-                  maps: Path, log: list[dict]) -> None:
+                  maps: Path, log: list[dict], seen_only: bool = True) -> None:
     """Ask one scene's cases in process over the map a node run saved (--save-maps), as the node's query service
     does (the live camera as the viewpoint of every query, the answer through a SpatialQuery response)."""
-    t = scene_truth(scene_dir, templates, seed)
+    t = scene_truth(scene_dir, templates, seed, seen_only)
     graph = SceneGraph.from_dict(json.loads((maps / f"{t.name}.json").read_text()))
     matcher = LabelMatcher()
     for c in t.cases:
@@ -214,6 +220,9 @@ def main(argv=None) -> int:
     ap.add_argument("--from-maps", type=Path, default=None,
                     help="no node: answer the cases in process over the maps a --save-maps run wrote here, with the "
                          "query engine the node builds (seconds instead of minutes per scene)")
+    ap.add_argument("--all-objects", action="store_true",
+                    help="ask about every object of the scenes, also those the replayed frames never show (by "
+                         "default only the objects one frame shows with >= 200 pixels)")
     a = ap.parse_args(argv)
     if a.first_seed is None:
         a.first_seed = SPLIT_DIGIT[a.split]
@@ -228,9 +237,9 @@ def main(argv=None) -> int:
         seed = a.first_seed + 10 * k
         scene_dir = ensure_scene(a.data / f"seed_{seed}", seed, a.frames, a.width, a.height)
         if engine is not None:
-            rescore_scene(scene_dir, templates, seed, ceiling, engine, a.from_maps, log)
+            rescore_scene(scene_dir, templates, seed, ceiling, engine, a.from_maps, log, not a.all_objects)
         else:
-            alive &= run_scene(scene_dir, templates, seed, ceiling, log, a.save_maps)
+            alive &= run_scene(scene_dir, templates, seed, ceiling, log, a.save_maps, not a.all_objects)
     print()
     print(report(log))
     if engine is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..attributes import color_name, size_class
+from ..attributes import color_name, hue_family, size_class
 from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, box_extents, pairwise_confidences
 from ..scene_graph import SceneObject
 from .labels import HEAD, LabelMatch, LabelMatcher, normalise_label
@@ -38,6 +38,8 @@ class NeedsViewpoint(LookupError):
 class ResolveConfig:
     wrong_color_factor: float = 0.15  # score factor of an object whose colour is not the one asked
     wrong_size_factor: float = 0.3  # score factor of an object whose size class is not the one asked
+    hue_color_factor: float = 0.8  # score factor of an object whose colour only shares the hue of the one asked,
+    # accepted when no candidate has the colour itself (attributes.hue_family: shade makes orange read brown)
     candidate_min_score: float = 0.3  # a secondary label (label_candidates) names the object at this score
     centre_weight: float = 0.1  # nearest / farthest: box gap + this x centre distance (ties between touching boxes)
     confirmed_observations: int = 2  # QueryConfig.confirmed_observations: fewer keyframes (but >= 1) is tentative
@@ -153,9 +155,16 @@ class Resolver:
             ok &= allowed
         if d.colors or d.not_colors:
             cols = self.colors()
+            # colour words are relative to the light, as size words are to the objects: with no candidate of the
+            # colour asked, those whose hue the word allows qualify ("the orange chair" seen in shade reads brown)
+            hue_ok = d.colors and not any(cols[i] in d.colors for i in np.nonzero(ok)[0])
             for i in np.nonzero(s)[0]:
                 c = cols[i]
                 if d.colors and c not in d.colors:
+                    mc = self.objects[i].mean_color
+                    if hue_ok and mc is not None and hue_family(mc) & set(d.colors):
+                        s[i] *= self.cfg.hue_color_factor
+                        continue
                     s[i] *= self.cfg.wrong_color_factor
                     ok[i] = False
                 if d.not_colors and c in d.not_colors:

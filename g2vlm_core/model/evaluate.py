@@ -43,6 +43,7 @@ import torch
 from ..geometry.camera import backproject, transform_points
 from ..language.answers import plural
 from ..scene_graph import Box3D, visible_box
+from ..synth.dataset import SEEN_MIN_PIXELS, count_visible
 from .data import collate, frame_to_example
 from .inference import G2VLMInference
 from .model import object_masks
@@ -204,7 +205,6 @@ def evaluate_split(inf: G2VLMInference, root: str, split: str = "test", max_fram
     return res
 
 
-MAP_MIN_PIXELS = 200  # a true object counts as seen by a scene's frames when one frame shows this many of its pixels
 
 
 @torch.no_grad()
@@ -236,13 +236,11 @@ def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scene
         px: dict[int, int] = {}
         for fi in range(len(scene)):
             frame = scene.frame(fi)
-            ids, counts = np.unique(frame.extras["instance_ids"], return_counts=True)
-            for i, c in zip(ids.tolist(), counts.tolist()):
-                px[i] = max(px.get(i, 0), c)
+            count_visible(frame.extras["instance_ids"], px)
             pipe.process(frame)
         graph = pipe.snapshot()
         objs = [o for o in graph.objects if o.embedding is not None]
-        gt_seen = [o for o in scene.objects if px.get(o.id, 0) >= MAP_MIN_PIXELS]
+        gt_seen = [o for o in scene.objects if px.get(o.id, 0) >= SEEN_MIN_PIXELS]
         seen += len(gt_seen)
         matched += len(match_objects(gt_seen, objs, 0.25).pairs) if objs else 0
         matching = match_objects(gt_seen, [o for o in graph.objects if o.kind == "object"], 0.25)

@@ -18,6 +18,15 @@ from .records import QAPair, ReferringExpression
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+SEEN_MIN_PIXELS = 200  # a true object counts as seen by a scene's frames when one frame shows this many of its
+# pixels: evaluations ask only about what the camera saw (a map cannot hold what never came into view)
+
+
+def count_visible(instance_ids: np.ndarray, best: dict[int, int]) -> None:
+    """Raise ``best`` (object id -> most pixels in one frame) by one frame's (H, W) instance id image."""
+    ids, counts = np.unique(instance_ids, return_counts=True)
+    for i, c in zip(ids.tolist(), counts.tolist()):
+        best[i] = max(best.get(i, 0), c)
 
 
 class SynthScene:
@@ -80,6 +89,18 @@ class SynthScene:
         return RGBDFrame(rgb=read_png(self.path / "rgb" / f"{stem}.png"), depth_m=depth.astype(np.float32),
                          intrinsics=self.intrinsics, T_world_cam=np.asarray(f["T_world_cam"], dtype=np.float64),
                          stamp_s=float(f["stamp_s"]), index=int(f["index"]), extras=extras)
+
+    def visible_pixels(self) -> dict[int, int]:
+        """Object id -> the most pixels of it that one frame shows (from the instance images only)."""
+        best: dict[int, int] = {}
+        for f in self._frames:
+            count_visible(read_png(self.path / "instance" / f"{int(f['index']):06d}.png"), best)
+        return best
+
+    def seen_objects(self, min_pixels: int = SEEN_MIN_PIXELS) -> list[SceneObject]:
+        """The true objects the scene's frames show (one frame with at least ``min_pixels`` of them)."""
+        px = self.visible_pixels()
+        return [o for o in self.objects if px.get(o.id, 0) >= min_pixels]
 
     @property
     def reference_views(self) -> list[dict]:

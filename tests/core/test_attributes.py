@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from g2vlm_core.attributes import COLOR_NAMES, SIZE_CLASSES, color_name, size_class
+from g2vlm_core.attributes import COLOR_NAMES, SIZE_CLASSES, color_name, hue_family, size_class
 from g2vlm_core.scene_graph import Box3D
 
 
@@ -60,3 +60,23 @@ def test_size_class(size, cls):
 def test_size_class_rejects_bad_input():
     with pytest.raises(ValueError):
         size_class(np.array([np.nan, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("rgb, family", [
+    ((1.0, 0.55, 0.0), {"orange", "brown"}), ((0.5, 0.33, 0.04), {"orange", "brown"}),  # lit and shaded orange
+    ((0.55, 0.0, 0.0), {"red", "pink"}), ((0.0, 0.3, 0.0), {"green"}), ((0.1, 0.1, 0.1), set()),
+    ((0.5, 0.5, 0.52), set()), ((0.2, 0.25, 0.5), {"blue"}),
+])
+def test_hue_family_ignores_lightness(rgb, family):
+    assert hue_family(rgb) == family
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(*[st.floats(0.0, 1.0)] * 3))
+def test_a_chromatic_colour_name_is_in_its_hue_family(rgb):
+    name, family = color_name(rgb), hue_family(rgb)
+    assert family <= set(COLOR_NAMES)
+    if name in ("black", "white", "gray"):
+        assert not family
+    elif name != "pink":  # pink is also a hue band of its own ([310, 345))
+        assert name in family

@@ -215,3 +215,25 @@ def test_counts_are_under_their_own_label_with_their_views():
     assert r.numeric == 3.0 and sorted(r.object_ids) == [1, 2, 3]
     assert "chair #1 (5 views)" in r.answer and "chair #2 (2 views)" in r.answer
     assert QueryEngine().answer(SceneGraph(objs), "how many tables are there").numeric == 1.0
+
+
+def _painted(i, label, x, rgb, size=(0.5, 0.5, 0.9)):
+    return SceneObject(i, label, Box3D([x, 0.0, size[2] / 2], size), attributes={"size": "medium"},
+                       mean_color=np.array(rgb))
+
+
+def test_a_colour_asked_that_no_candidate_has_falls_back_on_its_hue():
+    """A map sees shaded surfaces: an orange chair in shade reads brown. With no orange chair in the map, "the
+    orange chair" is the one whose hue is orange; with a chair that reads orange, only that one."""
+    shaded = [_painted(1, "chair", 0.0, (0.2, 0.5, 0.2)), _painted(2, "chair", 2.0, (0.5, 0.33, 0.04)),
+              _painted(3, "chair", 4.0, (0.45, 0.05, 0.3))]
+    engine = QueryEngine()
+    assert [o.attributes.get("color") for o in shaded] == [None] * 3
+    r = engine.answer(SceneGraph(shaded), "the orange chair")
+    assert r.success and r.achievable and r.object_ids[0] == 2
+    lit = shaded + [_painted(4, "chair", 6.0, (1.0, 0.55, 0.0))]
+    r = engine.answer(SceneGraph(lit), "the orange chair")
+    score = dict(zip(r.object_ids, r.scores))
+    assert r.object_ids[0] == 4 and score[2] == score[1] < score[4]  # the shaded one is just another wrong colour
+    r = engine.answer(SceneGraph(shaded), "the blue chair")  # no hue qualifies: nothing satisfies the colour
+    assert "nothing satisfies" in r.answer or not r.achievable

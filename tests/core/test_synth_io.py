@@ -38,6 +38,20 @@ def test_same_seed_same_bytes(mcap_root, tmp_path):
     assert a.shape != b.shape or not np.allclose(a, b)
 
 
+def test_seen_objects_are_those_one_frame_shows_enough_of(mcap_root):
+    scene = SynthDataset(mcap_root, "all")[0]
+    most = Counter()
+    for f in scene:
+        ids, counts = np.unique(f.extras["instance_ids"], return_counts=True)
+        for i, c in zip(ids.tolist(), counts.tolist()):
+            most[i] = max(most[i], c)
+    assert scene.visible_pixels() == dict(most)
+    seen = scene.seen_objects(min_pixels=50)
+    assert [o.id for o in seen] == [o.id for o in scene.objects if most[o.id] >= 50]
+    assert 0 < len(seen) < len(scene.objects) or len({most[o.id] >= 50 for o in scene.objects}) == 1
+    assert scene.seen_objects(min_pixels=10 ** 9) == []
+
+
 def test_reader_round_trip(mcap_root):
     ds = SynthDataset(mcap_root, "all")
     assert [s.name for s in ds] == ["scene_000007", "scene_000008"]

@@ -23,7 +23,6 @@ from .conftest import NodeProcess, call, spin_until
 
 SEED = 1009  # seed % 10 == 9: the test split, never trained on
 FRAMES = 20
-SEEN_MIN_PIXELS = 200  # a true object counts as observed by the bag when one frame shows this many of its pixels
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +33,7 @@ def scene_bag(tmp_path_factory):
     assert synth_main(["--scenes", "1", "--seed", str(SEED), "--frames", str(FRAMES), "--width", "320",
                        "--height", "240", "--bag", "mcap", "--out", str(root)]) == 0
     scene = SynthDataset(root, "all")[0]
-    pixels: dict[int, int] = {}
-    for i in range(len(scene)):
-        ids, counts = np.unique(scene.frame(i).extras["instance_ids"], return_counts=True)
-        for k, c in zip(ids.tolist(), counts.tolist()):
-            pixels[k] = max(pixels.get(k, 0), c)
-    seen = [o for o in scene.objects if pixels.get(o.id, 0) >= SEEN_MIN_PIXELS]
+    seen = scene.seen_objects()  # what the bag's frames show
     gt = json.loads((root / scene.name / "scene.json").read_text())
     return root / scene.name / "bag", seen, gt
 

@@ -65,6 +65,23 @@ def test_the_report_gives_each_group_and_family_its_shares():
     assert "| nearest | 2 | 50% | 100% | 100% of 1 |" in text
 
 
+def test_the_truth_holds_what_the_replayed_frames_show(tmp_path):
+    """By default no case asks about an object the camera never saw (the model card's "seen" rule); with
+    seen_only=False every object of the scene."""
+    from g2vlm_core.synth.dataset import SynthScene
+
+    seed = 18
+    scene = ensure_scene(tmp_path / f"seed_{seed}", seed, 2, 160, 120)
+    templates = yaml.safe_load((REPO / "tests" / "core" / "data" / "language_dev_set.yaml").read_text())["gt_templates"]
+    every = scene_truth(scene, templates, seed, seen_only=False)
+    seen = scene_truth(scene, templates, seed)
+    want = {o.id for o in SynthScene(scene).seen_objects()}
+    assert {o.id for o in seen.objects} == want and len(want) < len(every.objects)
+    assert {o.id for o in every.objects} == {o.id for o in SynthScene(scene).objects}
+    assert all(set(c.names) <= want for c in seen.cases)
+    assert any(not set(c.names) <= want for c in every.cases)
+
+
 def test_from_maps_answers_in_process_as_the_node_would(tmp_path):
     """A val scene's ground truth saved as "the node's map": the node's engine (the shipped model's hooks, every query
     from the live camera) answers in process through SpatialQuery responses, scored as through the node; over the
@@ -73,7 +90,7 @@ def test_from_maps_answers_in_process_as_the_node_would(tmp_path):
     data = tmp_path / "data"
     scene = ensure_scene(data / f"seed_{seed}", seed, 2, 80, 60)
     templates = yaml.safe_load((REPO / "tests" / "core" / "data" / "language_dev_set.yaml").read_text())["gt_templates"]
-    truth = scene_truth(scene, templates, seed)
+    truth = scene_truth(scene, templates, seed, seen_only=False)  # two tiny frames show few objects: ask about all
     for o in truth.graph.objects:
         o.observation_count = 5  # confirmed, as a map's objects seen in several keyframes
     maps = tmp_path / "maps"
@@ -81,7 +98,7 @@ def test_from_maps_answers_in_process_as_the_node_would(tmp_path):
     (maps / f"{truth.name}.json").write_text(json.dumps(truth.graph.to_dict()))
     out = tmp_path / "log.json"
     assert main(["--split", "val", "--scenes", "1", "--frames", "2", "--width", "80", "--height", "60",
-                 "--data", str(data), "--from-maps", str(maps), "--json", str(out)]) == 0
+                 "--data", str(data), "--from-maps", str(maps), "--json", str(out), "--all-objects"]) == 0
     log = json.loads(out.read_text())
     assert len(log) == len(truth.cases) > 40
     assert all(r["gt_right"] for r in log)
