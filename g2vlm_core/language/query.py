@@ -426,9 +426,16 @@ class _Ctx:
         return [i for i in hits if not self.res.tentative[i]], \
             f" (not counted, seen in too few keyframes to be sure: {names})"
 
+    def own_label(self, d: Desc, ev: Evaluated) -> Evaluated:
+        """``ev`` less the objects the noun names only through a secondary label (label_candidates): an object is
+        one thing, so a chair the model thought might also be a table is not also a table when counting or
+        deciding whether there is one."""
+        _, how = self.res.label(d.noun)
+        return Evaluated(ev.score, ev.ok & np.array([h is None or h.how != "candidate" for h in how], dtype=bool))
+
     def exists(self, q: Query) -> QueryResult:
         d = q.target
-        ev = self.res.evaluate(d, self.allowed)
+        ev = self.own_label(d, self.res.evaluate(d, self.allowed))
         hits, unsure = self.hits(ev)
         if hits:
             i = hits[0]
@@ -452,13 +459,11 @@ class _Ctx:
                            confidence=float(min(max(1.0 - near_miss, 0.0), 1.0)))
 
     def count(self, q: Query) -> QueryResult:
-        """Counts the objects the description names under their own label (an object is one thing: a chair the
-        model thought might also be a table, a secondary label, is not also a table), confirmed ones first (hits),
+        """Counts the objects the description names under their own label (own_label), confirmed ones first (hits),
         boxes overlapping that much once (distinct); the answer says how many views support each."""
         d = q.target
-        ev = self.res.evaluate(d, self.allowed)
-        named, how = self.res.label(d.noun)
-        ev = Evaluated(ev.score, ev.ok & np.array([h is None or h.how != "candidate" for h in how], dtype=bool))
+        ev = self.own_label(d, self.res.evaluate(d, self.allowed))
+        named, _ = self.res.label(d.noun)
         hits, notes = self.hits(ev)
         hits, twins = self.res.distinct(hits, self.cfg.duplicate_iou)
         if twins:

@@ -90,7 +90,14 @@ class ObjectMapConfig:
     # box lies this much inside a confirmed object's is part of it (0, the default, disables it: on 20 validation
     # scenes it lost more true objects than fragments it removed)
     fragment_max_label_confidence: float = 0.5  # ... "confident": its best label's votes per observation
-    conflict_min_overlap: float = 0.6  # a segment whose label the object never got (and vice versa) needs this
+    label_share: float = 0.3  # a label is among an object's (or a segment's) labels when it holds at least this share
+    # of the top label's votes: the model's distributions give most objects a trace of many labels
+    conflict_merge_cos: float = 0.6  # a segment and an object (or two objects) whose labels are disjoint associate
+    # (merge) on voxel overlap only when their embeddings agree this much: the table's mask bleeds over the vase
+    # on it in some views, so their voxels overlap, but a vase is not a table (on 40 validation scenes of the
+    # synthetic set: true objects found 0.812 -> 0.824, exact counts 0.705 -> 0.716, what-on 0.351 -> 0.432, map
+    # objects per found object 1.52 -> 1.57; 0 leaves min_embedding_cos alone)
+    conflict_min_overlap: float = 0.6  # a segment whose labels and the object's are disjoint (label_share) needs this
     # much overlap to associate with it: a cup standing on a table touches the table's voxels but is not the table
     unnamed_supports_as_structure: bool = True  # a support plane no recognizer named (a table top, a worktop, a shelf
     # board seen as a plane) is published as structure: an anchor of "on", never an object answer or a count; once
@@ -131,6 +138,8 @@ class ObjectMapConfig:
                              f"for voxel_m={self.voxel_m}")
         if self.max_voxels_per_object < 8:
             raise ValueError("max_voxels_per_object must be at least 8")
+        if not 0.0 < self.label_share <= 1.0 or not 0.0 <= self.conflict_merge_cos <= 1.0:
+            raise ValueError("label_share must be in (0, 1] and conflict_merge_cos in [0, 1]")
         if self.max_amodal_estimates < 1:
             raise ValueError("max_amodal_estimates must be at least 1 (amodal_boxes: false turns the estimates off)")
         up_vector(self.up_axis)
@@ -382,12 +391,20 @@ def _near_fraction(a_keys: np.ndarray, b_sorted: np.ndarray, deltas: np.ndarray)
     return float(hit.mean())
 
 
-def _labels_conflict(seg: Segment, o: "_Object") -> bool:
-    """Both labelled, and neither label among the other's candidates."""
-    seg_labels = set(seg.label_scores or ()) | ({seg.label} if seg.label else set())
-    if not seg_labels or not o.label_votes:
+def _strong_labels(votes: dict[str, float], share: float) -> set[str]:
+    """The labels holding at least ``share`` of the top label's votes."""
+    top = max(votes.values(), default=0.0)
+    return {k for k, v in votes.items() if v >= share * top}
+
+
+def _labels_conflict(seg: Segment, o: "_Object", share: float) -> bool:
+    """Both labelled, and no label strong in one (``_strong_labels``) is strong in the other."""
+    votes = dict(seg.label_scores or {})
+    if seg.label:
+        votes[seg.label] = max(votes.get(seg.label, 0.0), seg.label_score, 1e-3)
+    if not votes or not o.label_votes:
         return False
-    return not (seg_labels & set(o.label_votes))
+    return not (_strong_labels(votes, share) & _strong_labels(o.label_votes, share))
 
 
 def _snap_to_supports(objs: list[SceneObject], snap_m: float, sink_m: float) -> None:
@@ -762,11 +779,13 @@ class ObjectMap:
                 o_coarse = o.coarse(cfg.assoc_voxel_m)
                 overlap = max(_near_fraction(s_coarse, o_coarse, offsets),
                               _near_fraction(o_coarse, s_coarse, offsets))
-                if overlap < (cfg.conflict_min_overlap if _labels_conflict(seg, o) else cfg.min_overlap):
+                conflict = _labels_conflict(seg, o, cfg.label_share)
+                if overlap < (cfg.conflict_min_overlap if conflict else cfg.min_overlap):
                     continue
                 app = self._appearance(s_color, emb, o)
-                if app is None:
-                    continue
+                if app is None or (conflict and cfg.conflict_merge_cos > 0 and emb is not None
+                                   and o.embedding() is not None and 2.0 * app - 1.0 < cfg.conflict_merge_cos):
+                    continue  # as for merging: a vase in the table's bleed is not the table
                 score = overlap + cfg.appearance_weight * app
                 if score > best_score:
                     best, best_score = o.id, score
@@ -912,6 +931,9 @@ class ObjectMap:
         nested = cfg.same_label_box_overlap > 0 and same_label and \
             _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap
         agree = not (cos is not None and cos < cfg.min_embedding_cos)
+        if cfg.conflict_merge_cos > 0 and oa.label_votes and ob.label_votes and not (
+                _strong_labels(oa.label_votes, cfg.label_share) & _strong_labels(ob.label_votes, cfg.label_share)):
+            agree = agree and cos is not None and cos >= cfg.conflict_merge_cos
         if (nested and (agree or cfg.nested_ignores_embedding)) or (
                 agree and _near_fraction(small, big, offsets) >= cfg.merge_overlap) or (
                 cfg.touch_merge_cos < 1 and same_label and cos is not None and cos >= cfg.touch_merge_cos

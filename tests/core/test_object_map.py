@@ -530,6 +530,26 @@ def test_touching_views_of_one_object_merge_when_their_embeddings_agree():
     assert len(run(np.array([0.5, 0.0, 0.866, 0.0]))) == 2  # cosine 0.5
 
 
+def test_overlapping_objects_with_disjoint_labels_merge_only_when_their_embeddings_agree():
+    """A table whose mask bled over the vase on it shares the vase's voxels; a vase is not a table unless the model
+    embeds them alike (then it is one object the model named two ways)."""
+    top = _slab([0.0, 0.0, 0.70], [0.8, 0.8, 0.74], 1500, 0)
+    vase = _slab([0.35, 0.35, 0.74], [0.45, 0.45, 0.94], 300, 1)
+
+    def run(e_vase):
+        m = ObjectMap(ObjectMapConfig(merge_every=1, amodal_boxes=False, support_snap_m=0.0))
+        table = lambda: Segment(np.concatenate([top, vase]), np.full((1800, 3), 0.4), label="table", label_score=0.9,
+                                label_scores={"table": 0.9, "vase": 0.05}, embedding=np.eye(4)[0])
+        m.update([table()], 0.0)  # a view in which the table's mask covers the vase
+        for k in range(1, 3):
+            m.update([table(), Segment(vase, np.full((300, 3), 0.8), label="vase", label_score=0.8,
+                                       embedding=e_vase)], float(k))
+        return sorted(o.label for o in m.snapshot().objects)
+
+    assert run(np.array([0.5, 0.0, 0.866, 0.0])) == ["table", "vase"]  # cosine 0.5
+    assert run(np.array([0.9, 0.43, 0.0, 0.0])) == ["table"]  # cosine 0.9: one object
+
+
 @pytest.mark.parametrize("x0, x1, merged", [(0.1, 1.1, True), (-1.2, 2.3, False)])
 def test_a_support_plane_is_an_objects_top_only_within_its_footprint(x0, x1, merged):
     """A plane at a desk's top height over the desk is its top (merged into it); one reaching far beyond it (over

@@ -237,3 +237,18 @@ def test_a_colour_asked_that_no_candidate_has_falls_back_on_its_hue():
     assert r.object_ids[0] == 4 and score[2] == score[1] < score[4]  # the shaded one is just another wrong colour
     r = engine.answer(SceneGraph(shaded), "the blue chair")  # no hue qualifies: nothing satisfies the colour
     assert "nothing satisfies" in r.answer or not r.achievable
+
+
+def test_existence_and_counts_take_objects_under_their_own_label_only():
+    """A chair the model thought might also be a table (a secondary label) is not also a table: "is there a table"
+    is no, as "how many tables" is 0, though "the table" still finds it with a caveat for want of a better one."""
+    chair = SceneObject(1, "chair", Box3D([0, 0, 0.4], [0.5, 0.5, 0.8]), label_confidence=0.9,
+                        label_candidates=[("chair", 0.9), ("table", 0.45)])
+    g = SceneGraph([chair, _obj(2, "mug", 2.0, 0.0)])
+    e = QueryEngine()
+    r = e.answer(g, "is there a table?")
+    assert r.kind == "exists" and r.numeric == 0.0 and r.answer.startswith("no")
+    assert e.answer(g, "how many tables are there").numeric == 0.0
+    assert e.answer(g, "is there a chair?").numeric == 1.0
+    r = e.answer(g, "the table")
+    assert r.object_ids[:1] == [1] and "labelled chair" in r.answer
