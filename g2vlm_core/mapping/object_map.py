@@ -103,6 +103,12 @@ class ObjectMapConfig:
     # board seen as a plane) is published as structure: an anchor of "on", never an object answer or a count; once
     # named, or merged into the object it is the top of, it is an object (on 20 validation scenes of the synthetic
     # set none of the 22 published unnamed surfaces matched a true object)
+    white_point_percentile: float = 95.0  # colour names are given to an object's mean colour divided by the map's
+    # white point, this percentile of its voxels' brightest channel (white-patch colour constancy: a camera sees a
+    # white cabinet in room light as gray and an orange chair in shade as brown; people name the paint). On 40
+    # validation maps of the synthetic set the names of matched objects agreed with the truth for 0.77 of them
+    # without it and 0.89 with it (98th percentile 0.86); 0 disables. The mean colour itself stays as observed
+    white_point_min: float = 0.3  # a darker white point is taken as this (a dark map with nothing white in it)
     unknown_label: str = "object"  # label of objects that never received one ...
     support_label: str = "surface"  # ... and of unlabelled support objects (table tops found as planes)
     max_label_candidates: int = 5  # label candidates kept in snapshots
@@ -138,6 +144,8 @@ class ObjectMapConfig:
                              f"for voxel_m={self.voxel_m}")
         if self.max_voxels_per_object < 8:
             raise ValueError("max_voxels_per_object must be at least 8")
+        if not 0.0 <= self.white_point_percentile <= 100.0 or not 0.0 < self.white_point_min <= 1.0:
+            raise ValueError("white_point_percentile must be in [0, 100] and white_point_min in (0, 1]")
         if not 0.0 < self.label_share <= 1.0 or not 0.0 <= self.conflict_merge_cos <= 1.0:
             raise ValueError("label_share must be in (0, 1] and conflict_merge_cos in [0, 1]")
         if self.max_amodal_estimates < 1:
@@ -595,7 +603,8 @@ class ObjectMap:
         a sequence number growing by one per snapshot, and the ids deleted since the previous snapshot."""
         cfg = self.config
         with self._lock:
-            objs = [self._scene_object(o) for o in sorted(self._objects.values(), key=lambda o: o.id)
+            white = self._white_point()
+            objs = [self._scene_object(o, white) for o in sorted(self._objects.values(), key=lambda o: o.id)
                     if o.observations >= cfg.publish_min_observations and not (
                         cfg.hold_unconfirmed_missed > 0 and o.kind != "structure"
                         and o.observations < cfg.min_observations
@@ -995,7 +1004,18 @@ class ObjectMap:
             o._cache["box"] = box
         return o._cache["box"]
 
-    def _scene_object(self, o: _Object) -> SceneObject:
+    def _white_point(self) -> float:
+        """The map's white point (white_point_percentile of its voxels' brightest channel), at least
+        white_point_min; 1.0 when disabled or empty. Colour names divide by it (white-patch colour constancy)."""
+        cfg = self.config
+        if cfg.white_point_percentile <= 0 or not self._objects:
+            return 1.0
+        n = sum(len(o.cnt) for o in self._objects.values())
+        step = max(1, n // 20000)  # a percentile of a strided sample: the same figure at a fraction of the cost
+        bright = np.concatenate([(o.csum[::step] / o.cnt[::step, None]).max(axis=1) for o in self._objects.values()])
+        return float(np.clip(np.percentile(bright, cfg.white_point_percentile), cfg.white_point_min, 1.0))
+
+    def _scene_object(self, o: _Object, white: float = 1.0) -> SceneObject:
         cfg = self.config
         b = self._box(o)
         box = Box3D(b.center.copy(), b.size.copy(), b.yaw)
@@ -1009,7 +1029,7 @@ class ObjectMap:
         structure = o.kind == "structure" or (o.kind == "support" and not votes and cfg.unnamed_supports_as_structure)
         return SceneObject(id=o.id, kind="structure" if structure else "object", label=label, box=box,
                            label_confidence=float(conf), label_candidates=candidates,
-                           attributes={"color": color_name(color), "size": size_class(box)},
+                           attributes={"color": color_name(np.clip(color / white, 0.0, 1.0)), "size": size_class(box)},
                            centroid=o.centroid().copy(), mean_color=color.copy(), point_count=int(len(o.keys)),
                            observation_count=o.observations, first_seen_s=o.first_seen_s, last_seen_s=o.last_seen_s,
                            embedding=None if emb is None else emb.copy())

@@ -561,3 +561,28 @@ def test_a_support_plane_is_an_objects_top_only_within_its_footprint(x0, x1, mer
         m.update([Segment(desk, np.full((1500, 3), 0.4), label="desk", label_score=0.9),
                   Segment(plane, np.full((800, 3), 0.6), kind="support")], float(k))
     assert (len(m) == 1) == merged
+
+
+def test_colour_names_divide_by_the_maps_white_point():
+    """A room lit at 70 %: the white wall reads (0.7, 0.7, 0.7), a white cabinet (0.6, 0.6, 0.6) and an orange chair
+    (0.55, 0.3, 0.0), which read gray and brown by themselves; against the map's white point they are white and
+    orange, and their mean colours stay as observed."""
+    wall = _slab([0.0, 3.0, 0.0], [3.0, 3.02, 2.0], 3000, 0)
+    cabinet = _slab([0.5, 2.0, 0.0], [1.1, 2.5, 0.8], 800, 1)
+    chair = _slab([2.0, 1.0, 0.0], [2.5, 1.5, 0.9], 800, 2)
+
+    def names(**kw):
+        m = ObjectMap(ObjectMapConfig(merge_every=0, **kw))
+        for k in range(2):
+            m.update([Segment(wall, np.full((3000, 3), 0.7), kind="structure", label="wall"),
+                      Segment(cabinet, np.full((800, 3), 0.6), label="cabinet", label_score=0.9),
+                      Segment(chair, np.tile([0.55, 0.3, 0.0], (800, 1)), label="chair", label_score=0.9)], float(k))
+        g = m.snapshot()
+        return {o.label: o.attributes["color"] for o in g.objects}, {o.label: o.mean_color for o in g.objects}
+
+    named, colours = names()
+    assert named["cabinet"] == "white" and named["chair"] == "orange" and named["wall"] == "white"
+    assert np.allclose(colours["cabinet"], 0.6, atol=1e-3)
+    assert names(white_point_percentile=0.0)[0] == {"wall": "gray", "cabinet": "gray", "chair": "brown"}
+    with pytest.raises(ValueError):
+        ObjectMapConfig(white_point_min=0.0)
