@@ -260,3 +260,13 @@ def test_pipeline_odometry_skips_lost_frames_and_starts_level(mesh):
     assert not report.fused and report.skipped_reason == "tracking_lost"
     assert pipe.process(frames[2]).fused and pipe.tracker.last.state == "relocalised"
     assert pipe.skipped == {"tracking_lost": 1} and pipe.frames_fused == 2
+
+
+def test_model_tracker_first_frames_track_against_the_first_frame_without_a_ray_cast(mesh):
+    poses = [pose(0.01 * i, 0.0, 1.5, 0.5 * i) for i in range(3)]
+    tracker, _, results = _tracked(mesh, poses)
+    assert [r.state for r in results] == ["initialised", "tracking", "tracking"]
+    assert tracker.counts["model_views"] == 0  # the first frame is the first reference: nothing rendered yet
+    err = invert_transform(poses[2]) @ results[2].T_world_cam
+    assert np.linalg.norm(err[:3, 3]) < 0.005 and rotation_angle_deg(err[:3, :3]) < 0.3
+
