@@ -230,16 +230,24 @@ def test_model_tracker_relocalises_at_a_stored_view_after_a_long_loss(mesh):
     assert np.linalg.norm(r.T_world_cam[:3, 3] - T_start[:3, 3]) < 0.02
 
 
-def test_model_tracker_on_icl_nuim(icl):
+def _icl_drift(icl, gains=(1.0,) * 5):
+    """ModelTracker over the ICL-NUIM sample (the first frame posed), each frame's colour scaled by its gain:
+    the drift (unaligned ATE) of the tracked poses."""
     fusion = TSDFFusion(FusionConfig(voxel_size_m=0.02, depth_max_m=5.0, device="CPU:0"))
     tracker = ModelTracker(fusion)
     est = []
     for i, frame in enumerate(icl):
-        r = tracker.track(frame if i == 0 else _unposed(frame))
+        rgb = np.clip(frame.rgb.astype(np.float32) * gains[i], 0, 255).round().astype(np.uint8)
+        seen = RGBDFrame(rgb, frame.depth_m, frame.intrinsics, frame.T_world_cam if i == 0 else None)
+        r = tracker.track(seen)
         assert r.success, r.failure_reason
-        fusion.integrate(frame, r.T_world_cam)
+        fusion.integrate(seen, r.T_world_cam)
         est.append(r.T_world_cam)
-    drift = absolute_trajectory_error(np.stack(est), icl.gt_poses(), align="none")
+    return absolute_trajectory_error(np.stack(est), icl.gt_poses(), align="none")
+
+
+def test_model_tracker_on_icl_nuim(icl):
+    drift = _icl_drift(icl)
     print(f"ModelTracker ICL-NUIM lr1 (5 frames): drift {drift.rmse * 1e3:.2f} mm rmse, max {drift.max * 1e3:.2f} mm")
     assert drift.rmse < 0.005
 
@@ -286,17 +294,6 @@ def test_exposure_gain_between_a_frame_and_its_reference(icl):
 
 
 def test_model_tracker_on_icl_nuim_with_exposure_changes(icl):
-    fusion = TSDFFusion(FusionConfig(voxel_size_m=0.02, depth_max_m=5.0, device="CPU:0"))
-    tracker = ModelTracker(fusion)
-    est = []
-    for i, frame in enumerate(icl):
-        gain = (1.0, 0.85, 1.1, 0.9, 1.05)[i]  # auto-exposure stepping from frame to frame
-        rgb = np.clip(frame.rgb.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
-        seen = RGBDFrame(rgb, frame.depth_m, frame.intrinsics, frame.T_world_cam if i == 0 else None)
-        r = tracker.track(seen)
-        assert r.success, r.failure_reason
-        fusion.integrate(seen, r.T_world_cam)
-        est.append(r.T_world_cam)
-    drift = absolute_trajectory_error(np.stack(est), icl.gt_poses(), align="none")
+    drift = _icl_drift(icl, gains=(1.0, 0.85, 1.1, 0.9, 1.05))  # auto-exposure stepping from frame to frame
     print(f"ModelTracker ICL-NUIM lr1 with exposure steps: drift {drift.rmse * 1e3:.2f} mm rmse")
-    assert drift.rmse < 0.005
+    assert drift.rmse < 0.005  # measured 2.5 mm; 37 mm without matching the exposure
