@@ -50,7 +50,7 @@ from g2vlm_core.scene_graph import Box3D, SceneGraph, SceneObject  # noqa: E402
 from g2vlm_ros.conversions import stamp_to_sec  # noqa: E402
 from g2vlm_ros.demo import BAG_TOPICS, ensure_scene  # noqa: E402
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
-from g2vlm_ros.process import NodeProcess  # noqa: E402
+from g2vlm_ros.process import NodeProcess, perception_node_process  # noqa: E402
 from g2vlm_ros.qos import LATCHED, RELIABLE  # noqa: E402
 from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SpatialQuery  # noqa: E402
@@ -173,13 +173,9 @@ def main() -> None:
     a = ap.parse_args()
 
     scene = ensure_scene(a.data_dir, a.seed, a.frames, a.width, a.height)
-    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
-    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
-                                                          *params, "-p", "sensor_reliable:=true",
-                                                          "-p", f"voxel_size_m:={a.voxel}",
-                                                          "-p", f"model_checkpoint:={a.model}",
-                                                          "-p", f"recognizer:={a.recognizer}",
-                                                          *[x for p in a.param for x in ("-p", p)]])
+    node_proc = perception_node_process({**BAG_TOPICS, "sensor_reliable": True, "voxel_size_m": a.voxel,
+                                         "model_checkpoint": a.model, "recognizer": a.recognizer,
+                                         **dict(p.split(":=", 1) for p in a.param)})
     rclpy.init()
     node = rclpy.create_node("bench_node")
     ex = SingleThreadedExecutor()

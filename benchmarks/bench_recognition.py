@@ -67,7 +67,7 @@ def node_rate(data: Path, n_frames: int, voxel: float) -> None:
     from g2vlm_ros.conversions import stamp_to_sec
     from g2vlm_ros.demo import BAG_TOPICS
     from g2vlm_ros.dds import use_local_dds
-    from g2vlm_ros.process import NodeProcess
+    from g2vlm_ros.process import perception_node_process
     from g2vlm_ros.qos import RELIABLE
     from g2vlm_ros.replay import BagPlayer
 
@@ -82,10 +82,9 @@ def node_rate(data: Path, n_frames: int, voxel: float) -> None:
             f = seq.frames[(0, 1, 2, 1)[i % 4]]
             f.stamp_s = i / 30.0
             w.write(f)
-    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
-    proc = NodeProcess("g2vlm_ros.perception_node", [*params, "-p", "sensor_reliable:=true", "-p", "recognizer:=coco",
-                                                     "-p", "async_keyframes:=false", "-p", f"voxel_size_m:={voxel}",
-                                                     "-p", "cloud_period_s:=0.0"])
+    proc = perception_node_process({**BAG_TOPICS, "sensor_reliable": True, "recognizer": "coco",
+                                    "async_keyframes": False, "voxel_size_m": voxel, "cloud_period_s": 0.0},
+                                   params_file=False)
     rclpy.init()
     node = rclpy.create_node("bench_recognition")
     ex = SingleThreadedExecutor()

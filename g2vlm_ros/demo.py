@@ -37,6 +37,7 @@ from g2vlm_core.viz import render_map_png  # noqa: E402
 from g2vlm_ros import conversions as cv  # noqa: E402
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
 from g2vlm_ros.process import NodeProcess  # noqa: E402
+from g2vlm_ros.process import perception_node_process as node_process  # noqa: E402
 from g2vlm_ros.qos import LATCHED  # noqa: E402
 from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SaveMap, SpatialQuery  # noqa: E402
@@ -67,13 +68,9 @@ def perception_node_process(map_dir: Path | None = None) -> NodeProcess:
     """The perception node (shipped parameters, the G2VLM recognizer of the synthetic world) in its own process,
     listening on a synthetic bag's topics, reliable sensor QoS for the replay, no periodic cloud; ``map_dir``: where
     its maps are saved (default: the node's)."""
-    params = [x for k, v in BAG_TOPICS.items() for x in ("-p", f"{k}:={v}")]
-    if map_dir is not None:
-        params += ["-p", f"map_dir:={map_dir}"]
-    return NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
-                                                     *params, "-p", "sensor_reliable:=true",
-                                                     "-p", "recognizer:=g2vlm",  # the synthetic world's model
-                                                     "-p", "cloud_period_s:=0.0"], capture=False)
+    return node_process({**BAG_TOPICS, "sensor_reliable": True, "recognizer": "g2vlm",  # the synthetic world's model
+                         "cloud_period_s": 0.0, **({"map_dir": map_dir} if map_dir is not None else {})},
+                        capture=False)
 
 
 def replay(node, ex, bag: Path, graphs: list, progress: bool = True, settle_s: float = 3.0,

@@ -106,6 +106,17 @@ def child_env() -> dict:
     return env
 
 
+def perception_node_process(params: dict | None = None, params_file: bool = True,
+                            capture: bool = True) -> "NodeProcess":
+    """The perception node in a child process: the shipped parameters file (config/perception.yaml) unless
+    ``params_file`` is False, then ``params`` (name -> value; booleans as ROS's true / false), which win over it.
+    The one way the demo, smoke run, query evaluation and benchmarks start it."""
+    args = ["--params-file", str(REPO / "config" / "perception.yaml")] if params_file else []
+    for name, value in (params or {}).items():
+        args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
+    return NodeProcess("g2vlm_ros.perception_node", args, capture=capture)
+
+
 class NodeProcess:
     """``python -m <module> --ros-args ...`` in a child process; ``stop()`` sends SIGINT (like Ctrl-C).
 

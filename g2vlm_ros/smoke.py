@@ -31,7 +31,7 @@ from g2vlm_core.synth.generator import SceneGenerator  # noqa: E402
 
 from g2vlm_ros import conversions as cv  # noqa: E402
 from g2vlm_ros.msg import SceneGraph as SceneGraphMsg  # noqa: E402
-from g2vlm_ros.process import NodeProcess  # noqa: E402
+from g2vlm_ros.process import perception_node_process  # noqa: E402
 from g2vlm_ros.qos import LATCHED, RELIABLE  # noqa: E402
 from g2vlm_ros.srv import SaveMap, SpatialQuery  # noqa: E402
 
@@ -58,11 +58,8 @@ def main(argv=None) -> int:
 
     scene = SceneGenerator(SynthConfig(num_scenes=1, frames_per_scene=a.frames, width=a.width, height=a.height,
                                        seed=a.seed)).scene(a.seed)
-    node_proc = NodeProcess("g2vlm_ros.perception_node", ["--params-file", str(REPO / "config" / "perception.yaml"),
-                                                          "-p", "keyframe_every_n:=3", "-p", "cloud_period_s:=1.0",
-                                                          "-p", "recognizer:=g2vlm",
-                                                          "-p", f"map_dir:={a.out.resolve()}"],
-                            capture=False)
+    node_proc = perception_node_process({"keyframe_every_n": 3, "cloud_period_s": 1.0, "recognizer": "g2vlm",
+                                         "map_dir": a.out.resolve()}, capture=False)
     rclpy.init()
     node = rclpy.create_node("g2vlm_smoke")
     ex = SingleThreadedExecutor()
