@@ -125,6 +125,12 @@ class ObjectMapConfig:
     # structure) under its footprint centre rests on it: its box reaches down to that top in snapshots, as a seen
     # object's box misses its occluded bottom (0 disables)
     support_sink_m: float = 0.05  # ... and one whose bottom sinks up to this far into it is raised onto it
+    support_bleed_share: float = 0.5  # a support whose points reaching above the bottom of the objects resting on it
+    # (footprint centre over it, bottom within support_bleed_depth_m below its top) lie at least this much over
+    # their footprints has its box top at their bottom: those points are their bleed (a desk's mask reaching over
+    # the book on it), and the book is on the desk (on 40 validation scenes of the synthetic set, "what is on X"
+    # 0.432 -> 0.486, nothing else moved; 0.7: 0.459; 0 disables)
+    support_bleed_depth_m: float = 0.25
     top_layer_share: float = 0.1  # an object whose highest horizontal layer (top_layer_bin_m thick) holds at least
     # this share of its voxels, with at most top_tail_share of them above it, has its box top at that layer: a
     # support's top is its surface, and the few voxels above it are bleed of the things resting on it (the mask of a
@@ -611,6 +617,8 @@ class ObjectMap:
                         and o.expected - o.observations >= cfg.hold_unconfirmed_missed) and (
                         o.kind == "structure" or o.top_label() is not None
                         or o.observations >= cfg.publish_unnamed_min_observations)]
+            if cfg.support_bleed_share > 0 and cfg.up_axis == "+z":
+                self._trim_support_bleed(objs)
             self._sequence += 1
             present = {o.id for o in objs}
             deleted = sorted((set(self._deleted_pending) | self._published) - present)
@@ -1003,6 +1011,41 @@ class ObjectMap:
                 box = _extend_box(box, o.amodal)
             o._cache["box"] = box
         return o._cache["box"]
+
+    def _trim_support_bleed(self, objs: list[SceneObject]) -> None:
+        """Lower a support's box top to where the objects resting on it begin, when what its points reach above
+        that is their bleed (see ObjectMapConfig.support_bleed_share). Boxes are replaced, not mutated."""
+        cfg = self.config
+        bounds = [o.box.aabb() for o in objs]
+        movable = [o.kind != "structure" for o in objs]
+        for k, sup in enumerate(objs):
+            if not movable[k]:
+                continue
+            lo, hi = bounds[k]
+            top, vol = hi[2], float(np.prod(hi - lo))
+            resting = [j for j, o in enumerate(objs) if j != k and movable[j]
+                       and np.all((o.box.center[:2] >= lo[:2]) & (o.box.center[:2] <= hi[:2]))
+                       and top - cfg.support_bleed_depth_m <= bounds[j][0][2] < top - cfg.support_sink_m
+                       and float(np.prod(bounds[j][1] - bounds[j][0])) < vol]
+            if not resting:
+                continue
+            cut = min(bounds[j][0][2] for j in resting) + cfg.voxel_m
+            pts = self._objects[sup.id].points()
+            above = pts[:, 2] > cut
+            if not above.any() or above.all():
+                continue
+            xy = pts[above, :2]
+            margin = cfg.assoc_voxel_m
+            theirs = np.zeros(len(xy), dtype=bool)
+            for j in resting:
+                theirs |= np.all((xy >= bounds[j][0][:2] - margin) & (xy <= bounds[j][1][:2] + margin), axis=1)
+            if theirs.mean() < cfg.support_bleed_share:
+                continue
+            new_top = float(pts[~above, 2].max())
+            b = sup.box
+            bottom = b.center[2] - b.size[2] / 2
+            sup.box = Box3D([b.center[0], b.center[1], (bottom + new_top) / 2], [b.size[0], b.size[1], new_top - bottom],
+                            b.yaw)
 
     def _white_point(self) -> float:
         """The map's white point (white_point_percentile of its voxels' brightest channel), at least

@@ -586,3 +586,27 @@ def test_colour_names_divide_by_the_maps_white_point():
     assert names(white_point_percentile=0.0)[0] == {"wall": "gray", "cabinet": "gray", "chair": "brown"}
     with pytest.raises(ValueError):
         ObjectMapConfig(white_point_min=0.0)
+
+
+@pytest.mark.parametrize("bleed_over_book, lowered", [(True, True), (False, False)])
+def test_a_supports_top_comes_down_to_what_rests_on_it_when_the_points_above_are_its_bleed(bleed_over_book, lowered):
+    """A desk (top 0.74) whose masks reached over the book on it in some views (points up to 0.86 over the book's
+    footprint) has its top at the book's bottom, so the book is on it; the same points elsewhere over the desk (a
+    thing the map does not hold) leave the top where its points are."""
+    from g2vlm_core.predicates import holds
+
+    desk = _slab([0.0, 0.0, 0.0], [1.2, 0.6, 0.74], 3000, 0)
+    xy = ([0.5, 0.2], [0.7, 0.4]) if bleed_over_book else ([0.0, 0.0], [0.2, 0.2])
+    bleed = _slab([*xy[0], 0.76], [*xy[1], 0.86], 150, 1)
+    book = _slab([0.5, 0.2, 0.745], [0.7, 0.4, 0.80], 300, 2)
+    m = ObjectMap(ObjectMapConfig(merge_every=0, amodal_boxes=False, top_layer_share=0.0))
+    for k in range(2):
+        m.update([Segment(np.concatenate([desk, bleed]), np.full((3150, 3), 0.5), label="desk", label_score=0.9,
+                          embedding=np.eye(4)[0]),
+                  Segment(book, np.full((300, 3), 0.2), label="book", label_score=0.9, embedding=np.eye(4)[1])],
+                 float(k))
+    g = m.snapshot()
+    d, b = (next(o for o in g.objects if o.label == lab) for lab in ("desk", "book"))
+    top = d.box.center[2] + d.box.size[2] / 2
+    assert (top == pytest.approx(0.74, abs=0.03)) == lowered and (top > 0.8) != lowered
+    assert holds("on", b.box, d.box) == lowered
