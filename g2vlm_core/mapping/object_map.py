@@ -1016,20 +1016,26 @@ class ObjectMap:
         """Lower a support's box top to where the objects resting on it begin, when what its points reach above
         that is their bleed (see ObjectMapConfig.support_bleed_share). Boxes are replaced, not mutated."""
         cfg = self.config
-        bounds = [o.box.aabb() for o in objs]
-        movable = [o.kind != "structure" for o in objs]
-        for k, sup in enumerate(objs):
-            if not movable[k]:
-                continue
-            lo, hi = bounds[k]
-            top, vol = hi[2], float(np.prod(hi - lo))
-            resting = [j for j, o in enumerate(objs) if j != k and movable[j]
-                       and np.all((o.box.center[:2] >= lo[:2]) & (o.box.center[:2] <= hi[:2]))
-                       and top - cfg.support_bleed_depth_m <= bounds[j][0][2] < top - cfg.support_sink_m
-                       and float(np.prod(bounds[j][1] - bounds[j][0])) < vol]
-            if not resting:
-                continue
-            cut = min(bounds[j][0][2] for j in resting) + cfg.voxel_m
+        if len(objs) < 2:
+            return
+        centre = np.array([o.box.center for o in objs])  # (N, 3)
+        size = np.array([o.box.size for o in objs])
+        c, s_ = np.abs(np.cos([o.box.yaw for o in objs])), np.abs(np.sin([o.box.yaw for o in objs]))
+        half = np.stack([c * size[:, 0] + s_ * size[:, 1], s_ * size[:, 0] + c * size[:, 1], size[:, 2]], axis=1) / 2
+        lo_all, hi_all = centre - half, centre + half  # world axis-aligned bounds (Box3D.aabb), vectorised
+        vol = np.prod(hi_all - lo_all, axis=1)
+        movable = np.array([o.kind != "structure" for o in objs])
+        top = hi_all[:, 2]
+        # rests[k, j]: j rests on support k (footprint centre over it, bottom in the band below its top, smaller)
+        c_xy = centre[None, :, :2]
+        over = np.all((c_xy >= lo_all[:, None, :2]) & (c_xy <= hi_all[:, None, :2]), axis=2)
+        rests = movable[:, None] & movable[None, :] & (vol[None, :] < vol[:, None]) & over \
+            & (lo_all[None, :, 2] >= top[:, None] - cfg.support_bleed_depth_m) \
+            & (lo_all[None, :, 2] < top[:, None] - cfg.support_sink_m)
+        np.fill_diagonal(rests, False)
+        for k in np.nonzero(rests.any(axis=1))[0]:
+            sup, resting = objs[k], np.nonzero(rests[k])[0]
+            cut = float(lo_all[resting, 2].min()) + cfg.voxel_m
             pts = self._objects[sup.id].points()
             above = pts[:, 2] > cut
             if not above.any() or above.all():
@@ -1038,14 +1044,14 @@ class ObjectMap:
             margin = cfg.assoc_voxel_m
             theirs = np.zeros(len(xy), dtype=bool)
             for j in resting:
-                theirs |= np.all((xy >= bounds[j][0][:2] - margin) & (xy <= bounds[j][1][:2] + margin), axis=1)
+                theirs |= np.all((xy >= lo_all[j, :2] - margin) & (xy <= hi_all[j, :2] + margin), axis=1)
             if theirs.mean() < cfg.support_bleed_share:
                 continue
             new_top = float(pts[~above, 2].max())
             b = sup.box
             bottom = b.center[2] - b.size[2] / 2
-            sup.box = Box3D([b.center[0], b.center[1], (bottom + new_top) / 2], [b.size[0], b.size[1], new_top - bottom],
-                            b.yaw)
+            sup.box = Box3D([b.center[0], b.center[1], (bottom + new_top) / 2],
+                            [b.size[0], b.size[1], new_top - bottom], b.yaw)
 
     def _white_point(self) -> float:
         """The map's white point (white_point_percentile of its voxels' brightest channel), at least
@@ -1072,7 +1078,8 @@ class ObjectMap:
         structure = o.kind == "structure" or (o.kind == "support" and not votes and cfg.unnamed_supports_as_structure)
         return SceneObject(id=o.id, kind="structure" if structure else "object", label=label, box=box,
                            label_confidence=float(conf), label_candidates=candidates,
-                           attributes={"color": color_name(np.clip(color / white, 0.0, 1.0)), "size": size_class(box)},
+                           attributes={"color": color_name(np.clip(color / white, 0.0, 1.0)),
+                                       "size": size_class(box)},
                            centroid=o.centroid().copy(), mean_color=color.copy(), point_count=int(len(o.keys)),
                            observation_count=o.observations, first_seen_s=o.first_seen_s, last_seen_s=o.last_seen_s,
                            embedding=None if emb is None else emb.copy())
