@@ -606,7 +606,7 @@ class ObjectMap:
 
     def snapshot(self, viewpoint: Viewpoint | None = None, frame_id: str = "map") -> SceneGraph:
         """Scene graph of the published objects, their relations (view-dependent ones only with a viewpoint),
-        a sequence number growing by one per snapshot, and the ids deleted since the previous snapshot."""
+        a sequence number growing by one per snapshot, and the ids that left the graph since the previous one."""
         cfg = self.config
         with self._lock:
             white = self._white_point()
@@ -800,8 +800,10 @@ class ObjectMap:
                 if overlap < (cfg.conflict_min_overlap if conflict else cfg.min_overlap):
                     continue
                 app = self._appearance(s_color, emb, o)
-                if app is None or (conflict and cfg.conflict_merge_cos > 0 and emb is not None
-                                   and o.embedding() is not None and 2.0 * app - 1.0 < cfg.conflict_merge_cos):
+                if app is None:
+                    continue
+                o_emb = o.embedding() if conflict and cfg.conflict_merge_cos > 0 and emb is not None else None
+                if o_emb is not None and o_emb.shape == emb.shape and float(emb @ o_emb) < cfg.conflict_merge_cos:
                     continue  # as for merging: a vase in the table's bleed is not the table
                 score = overlap + cfg.appearance_weight * app
                 if score > best_score:
@@ -1050,6 +1052,8 @@ class ObjectMap:
             new_top = float(pts[~above, 2].max())
             b = sup.box
             bottom = b.center[2] - b.size[2] / 2
+            if new_top - bottom < cfg.voxel_m:
+                continue
             sup.box = Box3D([b.center[0], b.center[1], (bottom + new_top) / 2],
                             [b.size[0], b.size[1], new_top - bottom], b.yaw)
 
