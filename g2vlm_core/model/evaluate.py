@@ -205,8 +205,6 @@ def evaluate_split(inf: G2VLMInference, root: str, split: str = "test", max_fram
     return res
 
 
-
-
 @torch.no_grad()
 def evaluate_maps(inf: G2VLMInference, root: str, split: str = "test", max_scenes: int = 0,
                   progress: bool = True, pipeline_config=None) -> dict[str, float]:
