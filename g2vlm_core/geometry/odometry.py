@@ -601,31 +601,36 @@ class ModelTracker:
         return r
 
 
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 luma weights
+
+
+def _landed_intensities(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray,
+                        stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Intensities (K,) of the source pixels (every ``stride``-th) that land on target pixels with depth under
+    T_tgt_src, and of the target pixels they land on."""
+    v, u, _, vv, uu, inside = _project(src, tgt, T_tgt_src, stride)
+    hit = inside & (tgt.depth[vv, uu] > 0)
+    return src.rgb01[v[hit] * stride, u[hit] * stride] @ _GRAY, tgt.rgb01[vv[hit], uu[hit]] @ _GRAY
+
+
 def _exposure_gain(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, stride: int) -> float | None:
     """Ratio of the target's to the source's mean intensity where the source lands on the target under
     T_tgt_src (None where too little lands). Open3D's tensor odometry compares raw intensities, so an exposure
     change between a frame and its reference (auto-exposure; 3 % gain jitter in the synthetic Kinect model) biases
     the whole intensity term; Open3D's legacy odometry rescales the source the same way (NormalizeIntensity)."""
-    v, u, _, vv, uu, inside = _project(src, tgt, T_tgt_src, stride)
-    hit = inside & (tgt.depth[vv, uu] > 0)
-    if hit.sum() < 100:
+    i_src, i_tgt = _landed_intensities(src, tgt, T_tgt_src, stride)
+    if len(i_src) < 100:
         return None
-    gray = np.array([0.299, 0.587, 0.114], np.float32)
-    i_src = float((src.rgb01[v[hit] * stride, u[hit] * stride] @ gray).mean())
-    i_tgt = float((tgt.rgb01[vv[hit], uu[hit]] @ gray).mean())
-    return i_tgt / i_src if i_src > 1e-3 else None
+    m_src = float(i_src.mean())
+    return float(i_tgt.mean()) / m_src if m_src > 1e-3 else None
 
 
 def _intensity_disagreement(src: _Prepared, tgt: _Prepared, T_tgt_src: np.ndarray, stride: int) -> float:
     """Median |intensity difference| (0-1) between source pixels and the target pixels they land on under
     T_tgt_src, each image's median intensity removed first (exposure changes); inf when nothing lands."""
-    v, u, _, vv, uu, inside = _project(src, tgt, T_tgt_src, stride)
-    hit = inside & (tgt.depth[vv, uu] > 0)
-    if not hit.any():
+    i_src, i_tgt = _landed_intensities(src, tgt, T_tgt_src, stride)
+    if not len(i_src):
         return float("inf")
-    gray = np.array([0.299, 0.587, 0.114], np.float32)
-    i_src = src.rgb01[v[hit] * stride, u[hit] * stride] @ gray
-    i_tgt = tgt.rgb01[vv[hit], uu[hit]] @ gray
     return float(np.median(np.abs((i_src - np.median(i_src)) - (i_tgt - np.median(i_tgt)))))
 
 
