@@ -202,6 +202,21 @@ def world_to_camera(T_world_cam: np.ndarray) -> np.ndarray:
     return invert_transform(check_rigid(T_world_cam, "T_world_cam"))
 
 
+def fit_plane(points: np.ndarray, like: np.ndarray | None = None) -> np.ndarray | None:
+    """Least-squares plane (4,) [unit normal n, d] with n.p + d = 0 of points (N, 3): the smallest-variance direction
+    of the centred points (a 3x3 eigenproblem, cheaper than an SVD), its normal turned to agree with ``like`` (3,)
+    when given; None below 3 points."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(p) < 3:
+        return None
+    centre = p.mean(axis=0)
+    q = p - centre
+    n = np.linalg.eigh(q.T @ q)[1][:, 0]
+    if like is not None and n @ like < 0:
+        n = -n
+    return np.append(n, -n @ centre)
+
+
 def ransac_plane(points: np.ndarray, distance_m: float, iterations: int,
                  rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray]:
     """The plane (4,) [unit normal n, d] with n.p + d = 0 that most of ``points`` (N, 3) lie within ``distance_m``
@@ -229,7 +244,5 @@ def ransac_plane(points: np.ndarray, distance_m: float, iterations: int,
     best = int(np.argmax(inlier.sum(axis=0)))  # the first of equals: deterministic
     inl = np.nonzero(inlier[:, best])[0]
     # the least-squares plane of the inliers (as Open3D returns it), oriented like the hypothesis
-    q = p[inl] - p[inl].mean(axis=0)
-    n = np.linalg.eigh(q.T @ q)[1][:, 0]
-    n = n if n @ normal[best] >= 0 else -n
-    return np.r_[n, -n @ p[inl].mean(axis=0)], inl
+    plane = fit_plane(p[inl], normal[best])
+    return none if plane is None else (plane, inl)

@@ -13,7 +13,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .camera import CameraIntrinsics, GeometryError, check_rigid, pixel_rays
-from .ops import ransac_plane
+from .ops import fit_plane, ransac_plane
 from ..frame import RGBDFrame
 from ..scene_graph import Box3D
 
@@ -480,7 +480,7 @@ class Segmenter:
             if major < cfg.plane_min_extent_m or minor < cfg.plane_min_width_m:
                 continue
             idx = inl[in_piece]
-            kind = "plane" if self.up is None else self._plane_kind(ps, self._refit(ps.pts[idx], model), idx,
+            kind = "plane" if self.up is None else self._plane_kind(ps, fit_plane(ps.pts[idx], model[:3]), idx,
                                                                     (major, minor))
             if kind == "support":
                 # A table top's inliers include the strip where its plane cuts the wall it stands against (and
@@ -497,23 +497,13 @@ class Segmenter:
             # Separate table tops are separate supports; the pieces of a floor or wall split by an occluder are
             # one structure.
             for idx in (groups if kind == "support" else [np.concatenate(groups)]):
-                plane = self._oriented(self._refit(ps.pts[idx], model))
+                plane = self._oriented(fit_plane(ps.pts[idx], model[:3]))
                 ps.segments.append(Segment(ps.pts[idx].astype(np.float32), ps.cols[idx],
                                            label=kind if kind in ("floor", "wall") else None, source="geometry",
                                            kind=kind, plane=plane, instance_id=len(ps.segments)))
                 ps.keep[idx] = False
                 ps.searchable[idx] = False
         return bool(pieces)
-
-    @staticmethod
-    def _refit(points: np.ndarray, model: np.ndarray) -> np.ndarray:
-        """Least-squares plane (4,) through points (K, 3), normal oriented like ``model``'s."""
-        centre = points.mean(axis=0)
-        centred = points - centre
-        normal = np.linalg.eigh(centred.T @ centred)[1][:, 0]  # smallest-variance direction (3x3, cheaper than SVD)
-        if normal @ model[:3] < 0:
-            normal = -normal
-        return np.append(normal, -normal @ centre)
 
     def _fit_plane(self, pts64: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         """Best plane (4,) [n, d] with unit normal, by RANSAC (geometry.ops.ransac_plane, seeded by ``rng``) on a

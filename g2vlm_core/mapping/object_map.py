@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from ..attributes import color_name, size_class
 from ..geometry.camera import CameraIntrinsics, check_rigid, invert_transform
+from ..geometry.ops import fit_plane
 from ..predicates import (PREDICATES, VIEW_DEPENDENT, PredicateConfig, Viewpoint, compute_relations,
                          pairwise_confidences)
 from ..scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation, gravity_box  # noqa: F401 (re-exported)
@@ -470,16 +471,6 @@ def _below_top_layer(points: np.ndarray, layer_share: float, tail_share: float, 
     return points[~above]
 
 
-def _fit_plane(points: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """Least-squares plane (unit normal (3,), offset d with n.p + d = 0) of points (N, 3); (None, 0) below 3."""
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(p) < 3:
-        return None, 0.0
-    c = p.mean(axis=0)
-    n = np.linalg.eigh((p - c).T @ (p - c))[1][:, 0]
-    return n, float(-n @ c)
-
-
 def _packed_offsets(offsets: np.ndarray) -> np.ndarray:
     """Voxel offsets (O, 3) as deltas (O,) of packed keys: pack(ijk + off) == pack(ijk) + delta, because the
     21-bit fields never overflow for coordinates inside the key range."""
@@ -816,12 +807,12 @@ class ObjectMap:
         normals within structure_plane_deg, median distance within structure_plane_m."""
         cfg = self.config
         if "plane" not in o._cache:
-            o._cache["plane"] = _fit_plane(o.points())
-        n, d = o._cache["plane"]
-        n2, _ = _fit_plane(pts)
-        if n is None or n2 is None or abs(float(n @ n2)) < np.cos(np.radians(cfg.structure_plane_deg)):
+            o._cache["plane"] = fit_plane(o.points())
+        plane, other = o._cache["plane"], fit_plane(pts)
+        if plane is None or other is None or \
+                abs(float(plane[:3] @ other[:3])) < np.cos(np.radians(cfg.structure_plane_deg)):
             return False
-        return float(np.median(np.abs(pts @ n + d))) <= cfg.structure_plane_m
+        return float(np.median(np.abs(pts @ plane[:3] + plane[3]))) <= cfg.structure_plane_m
 
     def _appearance(self, color: np.ndarray, emb: np.ndarray | None, o: _Object) -> float | None:
         """Appearance similarity in [0, 1] (embedding cosine when both have one, else colour); None = forbidden."""
