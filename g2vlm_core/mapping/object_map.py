@@ -20,7 +20,7 @@ from ..attributes import color_name, size_class
 from ..geometry.camera import CameraIntrinsics, check_rigid, invert_transform
 from ..geometry.ops import fit_plane
 from ..predicates import (PREDICATES, VIEW_DEPENDENT, PredicateConfig, Viewpoint, compute_relations,
-                         pairwise_confidences)
+                         box_extents, pairwise_confidences)
 from ..scene_graph import Box3D, SceneGraph, SceneObject, SpatialRelation, gravity_box  # noqa: F401 (re-exported)
 from ..geometry.segmentation import Segment, pack_keys, unpack_keys, up_vector
 
@@ -412,14 +412,17 @@ def _strong_labels(votes: dict[str, float], share: float) -> set[str]:
     return {k for k, v in votes.items() if v >= share * top}
 
 
+def _disjoint_labels(a: dict[str, float], b: dict[str, float], share: float) -> bool:
+    """Both labelled (label -> votes), and no label strong in one (``_strong_labels``) is strong in the other."""
+    return bool(a) and bool(b) and not (_strong_labels(a, share) & _strong_labels(b, share))
+
+
 def _labels_conflict(seg: Segment, o: "_Object", share: float) -> bool:
-    """Both labelled, and no label strong in one (``_strong_labels``) is strong in the other."""
+    """A segment's labels (its distribution, its label at least) disjoint from an object's (``_disjoint_labels``)."""
     votes = dict(seg.label_scores or {})
     if seg.label:
         votes[seg.label] = max(votes.get(seg.label, 0.0), seg.label_score, 1e-3)
-    if not votes or not o.label_votes:
-        return False
-    return not (_strong_labels(votes, share) & _strong_labels(o.label_votes, share))
+    return _disjoint_labels(votes, o.label_votes, share)
 
 
 def _snap_to_supports(objs: list[SceneObject], snap_m: float, sink_m: float) -> None:
@@ -941,8 +944,7 @@ class ObjectMap:
         nested = cfg.same_label_box_overlap > 0 and same_label and \
             _box_inside_fraction(box_a, box_b) >= cfg.same_label_box_overlap
         agree = not (cos is not None and cos < cfg.min_embedding_cos)
-        if cfg.conflict_merge_cos > 0 and oa.label_votes and ob.label_votes and not (
-                _strong_labels(oa.label_votes, cfg.label_share) & _strong_labels(ob.label_votes, cfg.label_share)):
+        if cfg.conflict_merge_cos > 0 and _disjoint_labels(oa.label_votes, ob.label_votes, cfg.label_share):
             agree = agree and cos is not None and cos >= cfg.conflict_merge_cos
         if (nested and (agree or cfg.nested_ignores_embedding)) or (
                 agree and _near_fraction(small, big, offsets) >= cfg.merge_overlap) or (
@@ -1011,11 +1013,8 @@ class ObjectMap:
         cfg = self.config
         if len(objs) < 2:
             return
-        centre = np.array([o.box.center for o in objs])  # (N, 3)
-        size = np.array([o.box.size for o in objs])
-        c, s_ = np.abs(np.cos([o.box.yaw for o in objs])), np.abs(np.sin([o.box.yaw for o in objs]))
-        half = np.stack([c * size[:, 0] + s_ * size[:, 1], s_ * size[:, 0] + c * size[:, 1], size[:, 2]], axis=1) / 2
-        lo_all, hi_all = centre - half, centre + half  # world axis-aligned bounds (Box3D.aabb), vectorised
+        centre, half = box_extents([o.box for o in objs])  # (N, 3) each
+        lo_all, hi_all = centre - half, centre + half  # world axis-aligned bounds
         vol = np.prod(hi_all - lo_all, axis=1)
         movable = np.array([o.kind != "structure" for o in objs])
         top = hi_all[:, 2]
