@@ -30,7 +30,7 @@ import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from g2vlm_core.geometry.metrics import box_iou_3d  # noqa: E402
-from g2vlm_core.scene_graph import SceneGraph, SceneObject  # noqa: E402
+from g2vlm_core.scene_graph import SceneGraph  # noqa: E402
 from g2vlm_core.synth.dataset import SynthScene  # noqa: E402
 from g2vlm_core.viz import render_map_png  # noqa: E402
 
@@ -166,9 +166,10 @@ def main(argv=None) -> int:
 
     t_start = time.monotonic()
     scene_dir = ensure_scene(a.data, a.seed, a.frames, a.width, a.height)
-    gt = json.loads((scene_dir / "scene.json").read_text())
-    gt_objects = {o["id"]: SceneObject.from_dict(o) for o in gt["objects"]}
-    seen = {o.id for o in SynthScene(scene_dir).seen_objects()}
+    scene = SynthScene(scene_dir)
+    gt = scene.meta
+    gt_objects = {o.id: o for o in scene.objects}
+    seen = {o.id for o in scene.seen_objects()}
     print(f"scene {gt['name']} ({gt['room']['type']}, split {gt['split']}): {len(gt_objects)} objects, "
           f"{len(seen)} of them in view of the {a.frames} frames {a.width}x{a.height}")
 
