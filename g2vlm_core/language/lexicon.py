@@ -31,6 +31,8 @@ RELATIONS: dict[str, tuple[str, ...]] = {
     "in the vicinity of": ("near",), "against": ("near",),
     # "the chair at the desk", "the laptop at the desk": beside it or resting on it
     "at": ("near", "on"),
+    # "the mug off the desk", "take the book off of the shelf": what it is taken from, resting on or inside it
+    "off": ("on", "inside"), "off of": ("on", "inside"),
     "in": ("inside",), "inside": ("inside",), "within": ("inside",), "inside of": ("inside",), "into": ("inside",),
     # "the table with the lamp": the lamp rests on it or stands by it
     "with": ("under", "near"), "holding": ("under", "near"), "carrying": ("under", "near"),
@@ -65,6 +67,8 @@ SUPERLATIVES: dict[str, tuple[str, str]] = {
     "narrowest": ("width", "min"), "thinnest": ("width", "min"),
     "highest": ("z", "max"), "topmost": ("z", "max"), "uppermost": ("z", "max"), "top most": ("z", "max"),
     "lowest": ("z", "min"), "bottommost": ("z", "min"), "bottom most": ("z", "min"),
+    # relative words with no size class: "the short lamp" is the shortest of the lamps asked about
+    "tall": ("height", "max"), "short": ("height", "min"), "wide": ("width", "max"), "narrow": ("width", "min"),
     "leftmost": ("right", "min"), "left most": ("right", "min"), "furthest left": ("right", "min"),
     "farthest left": ("right", "min"), "most left": ("right", "min"), "far left": ("right", "min"),
     "rightmost": ("right", "max"), "right most": ("right", "max"), "furthest right": ("right", "max"),
@@ -97,6 +101,10 @@ COLOR_WORDS.update({
     "yellowish": "yellow", "greyish": "gray", "grayish": "gray", "brownish": "brown", "pinkish": "pink",
     "purplish": "purple", "orangish": "orange", "whitish": "white", "blackish": "black",
 })
+# Shade words before a colour word ("dark red", "light-blue", "off-white", "jet black"): the colour they shade.
+SHADES = ("light", "dark", "pale", "bright", "deep", "hot", "jet", "off", "pastel", "vivid", "dull", "soft", "royal",
+          "sky", "baby", "navy", "forest", "lime", "olive", "blood", "cherry", "steel", "slate", "charcoal", "ash",
+          "snow", "pure", "brilliant", "medium", "very light", "very dark")
 COLOR_NOUNS = ("colour", "color", "colours", "colors", "coloured", "colored", "hue", "shade")
 SIZE_WORDS: dict[str, str] = {
     "small": "small", "little": "small", "tiny": "small", "mini": "small", "smallish": "small",
@@ -119,12 +127,16 @@ FRAMES: dict[str, str] = {
     "does the room have": "SEE", "does the scene contain": "SEE", "is a": "ISA", "is an": "ISA",
     "did you spot": "SEE", "have you spotted": "SEE", "did you notice": "SEE", "have you noticed": "SEE",
     "did you find": "SEE", "have you found": "SEE", "did you put": "SEE", "can i see": "SEE", "can we see": "SEE",
-    "did you last see": "SEE",
+    "did you last see": "SEE", "did i leave": "SEE", "did we leave": "SEE", "have i left": "SEE",
+    "did i put": "SEE", "did we put": "SEE", "did i place": "SEE", "did i drop": "SEE", "did i last see": "SEE",
+    "did i see": "SEE", "did you leave": "SEE", "have you put": "SEE", "did someone leave": "SEE",
     # partitives: "of the chairs, which is closest to the laptop?", "among the boxes, which is the smallest?"
     "among": "AMONG", "amongst": "AMONG", "out of": "AMONG", "out of all": "AMONG",
     "from among": "AMONG",
     "where": "WHERE", "where can i find": "WHERE", "where do i find": "WHERE", "where would i find": "WHERE",
-    "where could i find": "WHERE", "where exactly": "WHERE", "whereabouts": "WHERE", "where about": "WHERE",
+    "where could i find": "WHERE", "where exactly": "WHERE", "in which place": "WHERE", "in what place": "WHERE",
+    "at which location": "WHERE", "at what location": "WHERE", "in which spot": "WHERE", "in what spot": "WHERE",
+    "where might": "WHERE", "where would": "WHERE", "where could": "WHERE", "where will": "WHERE", "whereabouts": "WHERE", "where about": "WHERE",
     "location of": "LOCATION", "the location of": "LOCATION", "position of": "LOCATION",
     "the position of": "LOCATION", "coordinates of": "LOCATION", "the coordinates of": "LOCATION",
     "what": "WH", "which": "WH", "which one": "WH", "what kind of": "WH", "tell me what": "WH",
@@ -133,7 +145,8 @@ FRAMES: dict[str, str] = {
     "dimensions of": "SIZEOF", "how tall": "HOWTALL", "how high": "HOWTALL", "the height of": "HEIGHTOF",
     "height of": "HEIGHTOF", "how wide": "HOWWIDE", "how long": "HOWWIDE", "the width of": "WIDTHOF",
     "width of": "WIDTHOF", "the length of": "WIDTHOF", "length of": "WIDTHOF",
-    "how far": "HOWFAR", "how far away": "HOWFAR", "how distant": "HOWFAR", "how close": "HOWFAR",
+    "how far": "HOWFAR", "how far away": "HOWFAR", "how many meters": "HOWFAR", "how many metres": "HOWFAR",
+    "how many feet": "HOWFAR", "how many steps": "HOWFAR", "how distant": "HOWFAR", "how close": "HOWFAR",
     "how far apart": "HOWFARAPART", "how far away from each other": "HOWFARAPART",
     "distance": "DISTANCE", "the distance": "DISTANCE", "distance between": "DISTBETWEEN",
     "the distance between": "DISTBETWEEN", "distance from": "DISTFROM", "the distance from": "DISTFROM",
@@ -149,7 +162,11 @@ COMMANDS = (
     "we want", "i am after", "can you", "could you", "would you", "will you", "can u", "pls", "plz",
     "i need you to", "i want you to", "i would like you to", "we need you to", "i am trying to find",
     "i have to find", "i must find", "i would like to", "i want to", "i need to", "let us", "you should",
-    "you need to", "you can",
+    "you need to", "you can", "you could", "you would", "you will", "would you say", "do you think",
+    "do you reckon", "would you guess", "can i ask you to", "could i ask you to", "may i ask you to",
+    "i would appreciate it if you", "i would really appreciate it if you", "it would be great if you",
+    "it would be nice if you", "would it be possible to", "is it possible to", "i was hoping you could",
+    "i am hoping you could", "i would love it if you",
 )
 # Imperative verbs of a robot's instructions ("take me to", "head over to", "switch on", "grab"): at the start
 # of a query (before any other meaningful word) such a word is a verb, not a noun ("switch", "head", "point"),
@@ -187,6 +204,9 @@ FILLER = {
     "if you would", "if you could", "if you can", "if possible", "if you please", "when you get a chance",
     "when you can", "would you be so kind as to", "be so kind as to", "would you mind", "do you mind",
     "i was wondering if", "i wonder if", "do me a favour and", "do me a favor and", "for a second",
+    "excuse me", "pardon me", "sorry to bother you", "sorry to interrupt", "sorry", "thanks in advance",
+    "thank you in advance", "in advance", "many thanks", "much appreciated", "thank you very much",
+    "thanks a lot", "really", "very", "if that is ok", "if that is okay", "if you get a chance", "at your convenience",
 }
 # Rooms and the map itself: "in the kitchen", "in this room" add nothing to a query over one map.
 ROOM_WORDS = ("room", "kitchen", "scene", "map", "house", "apartment", "flat", "office", "space", "area",
@@ -207,7 +227,9 @@ PRONOUNS = ("it", "them")
 DETERMINERS = ("the", "a", "an", "this", "these", "those", "my", "your", "its", "our", "some", "another")
 QUANTIFIERS = ("every", "all", "each", "all the", "all of the", "each of the", "every single", "both")
 ANY_WORDS = ("any", "any of the")
-BE = ("is", "are", "was", "were", "be", "am", "does", "do", "stands")
+# modals too: "where might the bowl be", "where would the remote be" ("can" is also a noun, so not here)
+BE = ("is", "are", "was", "were", "be", "am", "does", "do", "did", "stands", "might", "would", "could", "should",
+      "will", "may", "must")
 NEGATIONS = ("not", "no", "never", "isn't", "aren't", "n't", "doesn't", "don't", "non", "none")
 EXCEPT = ("other than", "except", "except for", "but", "but not", "apart from", "aside from", "excluding",
           "not including", "save for", "instead of", "rather than", "different from", "besides the")

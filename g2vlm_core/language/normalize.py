@@ -24,6 +24,7 @@ class Tok:
     type: str  # the grammar's terminal name
     value: object  # predicates, colour, (measure, direction), noun phrase, ...
     text: str  # the words it came from
+    corrected: str = ""  # a WORD one letter from a noun: the noun it may misspell (see correct_typo)
 
     def __repr__(self) -> str:
         return f"{self.type}({self.text})"
@@ -127,6 +128,8 @@ def _static_table() -> dict[str, tuple[str, object]]:
         t["the " + w] = ("COLORW", None)
     for w, c in lx.COLOR_WORDS.items():
         t[w] = ("COLOR", c)
+        for shade in lx.SHADES:  # "dark red", "light blue": the colour shaded
+            t.setdefault(f"{shade} {w}", ("COLOR", c))
     for w, c in lx.SIZE_WORDS.items():
         t[w] = ("SIZE", c)
     for w, v in lx.SUPERLATIVES.items():
@@ -150,6 +153,9 @@ def _static_table() -> dict[str, tuple[str, object]]:
     # "without" is "not with": the desk without a lamp
     t["without"] = ("SPLIT", (("NEG", None), ("REL", lx.RELATIONS["with"])))
     t["nothing"] = ("SPLIT", (("NEG", None), ("OBJ", "thing")))  # "the table with nothing on it"
+    for be in ("is", "are"):  # "is anything on the counter?": the frame and its (any) object
+        for w in ("anything", "something"):
+            t[f"{be} {w}"] = ("SPLIT", (("THEREIS", f"{be} there"), ("OBJ", w)))
     for w in lx.VIEWER_THINGS:
         for prep, typ in (("to", "TO"), ("from", "FROM"), ("away from", "FROM")):
             t[f"{prep} {w}"] = ("SPLIT", ((typ, None), ("ME", w)))
@@ -170,6 +176,52 @@ _STATIC = _static_table()
 _LONGEST = max(len(p.split()) for p in _STATIC)
 _NOUNS = lx.known_nouns()
 _VERBS = frozenset(lx.VERBS)
+_DOUBLED = re.compile(r"([bcdfgklmnprstvz])\1$")
+
+
+def verb_lemma(w: str) -> str | None:
+    """The robot verb (lexicon.VERBS) a word is a form of ("finding", "grabbing", "fetched", "locates"), or None."""
+    if w in _VERBS:
+        return w
+    for suf in ("ing", "ed", "es", "s"):
+        if w.endswith(suf) and len(w) > len(suf) + 2:
+            stem = w[: -len(suf)]
+            for cand in (stem, stem + "e", stem[:-1] if _DOUBLED.search(stem) else None):
+                if cand and cand in _VERBS:
+                    return cand
+    return None
+
+
+def _edits1(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by one insertion, deletion, substitution or swap of adjacent letters
+    (Damerau); written here because it is five lines and no dependency of the project offers it."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    k = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[k:] == long_[k + 1:]
+
+
+TYPO_MIN_LETTERS = 4  # shorter words are too often another word one letter away ("cap" / "cup", "mat" / "map")
+
+
+def correct_typo(word: str, labels: frozenset[str], nouns: frozenset[str]) -> str | None:
+    """The one noun a misspelt word is one edit away from ("chiar" -> chair, "refridgerator" -> refrigerator):
+    the map's labels first, then the lexicon's nouns (so a misspelt noun the map lacks counts 0); None when no
+    noun or several are that close. Only for words neither table knows, of at least TYPO_MIN_LETTERS letters."""
+    if len(word) < TYPO_MIN_LETTERS or not word.isalpha():
+        return None
+    for pool in (labels, nouns):
+        close = {n for n in pool if " " not in n and _edits1(word, n)}
+        if len(close) == 1:
+            return close.pop()
+        if close:
+            return None
+    return None
 _PARTICLES = frozenset(lx.PARTICLES)
 # Words at the end of a query that add nothing ("any bottles around?", "how many chairs are there").
 _TRAILING = re.compile(r"(\s+(around|nearby|here|there|over there|anywhere|somewhere|in here|in view|in sight|"
@@ -213,22 +265,28 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
             if hit:
                 break
         w = words[i]
+        verb = verb_lemma(w) if in_command else None
+        fixed = ""
         if hit is not None and hit[2] > 1 or w in labels:
             pass  # a longer phrase ("show all", "close to") or a label of the map keeps its reading
-        elif w in _VERBS and in_command:
-            hit = ("VERB", w, 1)  # "switch on the lamp", "head over to the chair": imperatives come first
+        elif verb is not None:
+            hit = ("VERB", verb, 1)  # "switch on the lamp", "head over to the chair": imperatives come first
         elif w in _PARTICLES and out and out[-1].type in ("VERB", "PART", "ME") and in_command:
             hit = ("PART", w, 1)
+        elif hit is not None and hit[0] == "EXCEPT" and all(t.type == "COMMA" for t in out):
+            i += 1  # "sorry to bother you, but can you find ...": a leading "but" joins clauses, excepts nothing
+            continue
         if hit is None:
-            if w.isdigit():
-                hit = ("NUM", int(w), 1)
-            else:
-                hit = ("WORD", (lx.lemmatise(w), lx.lemmatise(w) != w), 1)
+            lemma = lx.lemmatise(w)
+            fixed = "" if w.isdigit() else correct_typo(lemma, labels, nouns) or ""
+            # a word neither table knows stays a WORD; the engine reads it as the noun it may misspell (fixed) only
+            # when the query fails without that
+            hit = ("NUM", int(w), 1) if w.isdigit() else ("WORD", (lemma, lemma != w), 1)
         typ, val, L = hit
         if typ == "SPLIT":  # one phrase, two tokens ("to the robot" -> TO ME); the words go with the first
             out.extend(Tok(t2, v2, " ".join(words[i:i + L]) if k == 0 else "") for k, (t2, v2) in enumerate(val))
         elif typ not in ("FILLER", "CMD"):
-            out.append(Tok(typ, val, " ".join(words[i:i + L])))
+            out.append(Tok(typ, val, " ".join(words[i:i + L]), fixed))
         in_command = in_command and all(t.type in _COMMAND_SO_FAR for t in out[-2:])
         i += L
         # "closest to me, the robot": the viewer restated
@@ -250,6 +308,18 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
         if t.type == "POSS" and cleaned[k + 1].type in _IS_AFTER:
             cleaned[k] = Tok("BE", "is", t.text)
     return cleaned, question
+
+
+def with_typos_corrected(tokens: list[Tok]) -> tuple[list[Tok], list[tuple[str, str]]]:
+    """The tokens with each possibly misspelt WORD read as its noun, and the (word, noun) pairs read so."""
+    out, fixed = [], []
+    for t in tokens:
+        if t.type == "WORD" and t.corrected:
+            out.append(Tok("NOUN", (t.corrected, t.value[1]), t.text))
+            fixed.append((t.text, t.corrected))
+        else:
+            out.append(t)
+    return out, fixed
 
 
 def unknown_word_share(tokens: list[Tok]) -> float:

@@ -22,7 +22,7 @@ from ..predicates import CONVERSE, VIEW_DEPENDENT, PredicateConfig, Viewpoint, p
 from ..scene_graph import SceneGraph, SceneObject, SpatialRelation
 from . import answers as A
 from .labels import LabelMatcher, normalise_label
-from .normalize import MAX_QUERY_CHARS, non_query_reason, tag, unknown_word_share, validate_query
+from .normalize import MAX_QUERY_CHARS, non_query_reason, tag, unknown_word_share, validate_query, with_typos_corrected
 from .parser import Desc, ParseError, Query, QueryParser
 from .resolve import HOLDS, Evaluated, NeedsViewpoint, NotInMap, ResolveConfig, Resolver, tentative_mask
 
@@ -159,12 +159,27 @@ class QueryEngine:
                 and unknown_word_share(toks) >= self.cfg.noise_word_share:
             return QueryResult(success=True, achievable=False, kind="invalid",
                                answer=f"not understood: '{text}' has no words I know to look for")
+        allowed = _allowed(objects, {int(i) for i in excluded_ids}, search_center, search_radius)
+        result, unread = self._run(toks, question, objects, allowed, viewpoint, text, max_results)
+        fixed_toks, fixed = with_typos_corrected(toks)
+        if unread and fixed:
+            # a word that is no word of the tables and one letter from a noun ("chiar"): read as that noun only
+            # when the query fails without it, and the answer says so
+            again, _ = self._run(fixed_toks, question, objects, allowed, viewpoint, text, max_results)
+            if again.achievable:
+                again.answer += " (read " + ", ".join(f"'{w}' as {n}" for w, n in fixed) + ")"
+                return again
+        return result
+
+    def _run(self, toks, question: bool, objects: list[SceneObject], allowed: np.ndarray,
+             viewpoint: Viewpoint | None, text: str, max_results: int) -> tuple[QueryResult, bool]:
+        """The answer from the tagged tokens, and whether it failed on words it could not read (no parse, or a
+        noun the lexicon does not know)."""
         try:
             q = self.parser.parse(toks, question)
         except ParseError as e:
             return QueryResult(success=True, achievable=False, kind="invalid",
-                               answer=f"not understood: {e} ('{text}')")
-        allowed = _allowed(objects, {int(i) for i in excluded_ids}, search_center, search_radius)
+                               answer=f"not understood: {e} ('{text}')"), True
         res = Resolver(objects, self.matcher, viewpoint, self.pred_cfg, self._rcfg)
         ctx = _Ctx(self, objects, res, allowed, viewpoint, text, max_results)
         kind = q.kind
@@ -172,13 +187,13 @@ class QueryEngine:
             q.target = res.choose(q.target, allowed)  # a telegraphic phrase: the reading the map supports
             if isinstance(q.other, Desc):
                 q.other = res.choose(q.other, allowed)
-            return getattr(ctx, q.kind)(q)
+            return getattr(ctx, q.kind)(q), False
         except NeedsViewpoint as e:
             return QueryResult(success=True, achievable=False, kind=kind,
                                answer=f"'{e}' depends on where the viewer is: no camera pose is known yet "
-                                      f"(left/right/front/behind need a viewpoint)")
+                                      f"(left/right/front/behind need a viewpoint)"), False
         except NotInMap as e:
-            return ctx.not_in_map(q, e, kind)
+            return ctx.not_in_map(q, e, kind), not e.known
 
     # ------------------------------------------------------------------------------------------ grounder
     def knows(self, noun: str) -> bool:
@@ -326,7 +341,11 @@ class _Ctx:
             return QueryResult(success=True, achievable=True, kind="count", numeric=0.0, confidence=1.0,
                                answer=f"0 {A.plural(what, 0)}: {why}")
         if q.kind == "exists":
-            return QueryResult(success=True, achievable=False, kind="exists", numeric=0.0, answer=f"no: {why}")
+            # "is there a toaster?" with no toaster mapped: no, as a count of them is 0; a missing anchor ("is the bed
+            # on the toothbrush?") leaves the question without its premise, and an unknown word without a meaning
+            sure = e.known and e.role == "target"
+            return QueryResult(success=True, achievable=sure, kind="exists", numeric=0.0, answer=f"no: {why}",
+                               confidence=1.0 if sure else 0.0)
         if self.e.grounder is not None and q.kind in ("find", "where") and e.role == "target":
             rescued = self.unnamed(q, noun)
             if rescued is not None:
