@@ -17,6 +17,9 @@ predicate *holds* when the confidence is at least 0.5. Each confidence is a logi
   beneath a table is ``below`` the table, not ``under`` it in this contact sense.
 - ``near``: the gap between the two axis-aligned boxes is at most ``near_m``.
 - ``inside``: at least ``inside_frac`` of a's box volume lies within b's box and a is smaller than b.
+- ``between`` (ternary, ``between_confidences``): seen from above, the segment joining b's and c's centres passes
+  within ``max(between_m, between_frac x its length)`` of a's footprint, and a's centre projects onto it beyond
+  both anchors' footprints (a thing on or beside an anchor is not between it and another).
 
 View-dependent predicates need a ``Viewpoint`` (position and viewing direction, world frame); without one
 they are omitted. No predicate relates an object to itself.
@@ -45,6 +48,8 @@ class PredicateConfig:
     overlap_frac: float = 0.1  # minimal footprint overlap (fraction of the smaller footprint) for above/below
     near_m: float = 0.4  # maximal box-to-box gap for "near"
     inside_frac: float = 0.8  # fraction of a's volume inside b for "inside"
+    between_m: float = 0.25  # "between": maximal gap from the footprint to the segment joining the anchors ...
+    between_frac: float = 0.25  # ... or this fraction of the segment's length when larger (far-apart anchors)
     softness_m: float = 0.02  # logistic width for metric margins (confidence 0.73 at one softness past the rule)
     softness_frac: float = 0.05  # logistic width for fractional margins
 
@@ -213,3 +218,43 @@ def compute_relations(ids: list[int], boxes: list[Box3D], viewpoint: Viewpoint |
         for a, b in zip(*np.nonzero(conf[p] >= min_confidence)):
             rels.append(SpatialRelation(int(ids[a]), p, int(ids[b]), float(conf[p][a, b]), ref))
     return rels
+
+
+def between_confidences(boxes: list[Box3D], b: int, c: int, cfg: PredicateConfig = PredicateConfig()) -> np.ndarray:
+    """(N,) confidence that each box lies between boxes ``b`` and ``c`` (the rule in the module docstring); the
+    anchors themselves get 0. The confidence falls from 1 (the segment crosses the footprint) to 0.5 at the
+    tolerance, so a box on the line ranks before one beside it."""
+    centers, half = box_extents(boxes)
+    p, q = centers[b, :2], centers[c, :2]
+    seg = q - p
+    length = float(np.linalg.norm(seg))
+    out = np.zeros(len(boxes))
+    if length < 1e-9:
+        return out
+    u = seg / length
+    lo, hi = centers[:, :2] - half[:, :2], centers[:, :2] + half[:, :2]
+    # gap between the segment and each footprint: 0 when it crosses it (Liang-Barsky clipping), else the least
+    # of the ends' distances to the rectangle and the rectangle's corners' distances to the segment
+    t0, t1 = np.zeros(len(boxes)), np.ones(len(boxes))
+    for k in (0, 1):
+        if abs(seg[k]) < 1e-12:
+            outside = (p[k] < lo[:, k]) | (p[k] > hi[:, k])
+            t0[outside], t1[outside] = 1.0, 0.0
+            continue
+        ta, tb = (lo[:, k] - p[k]) / seg[k], (hi[:, k] - p[k]) / seg[k]
+        t0, t1 = np.maximum(t0, np.minimum(ta, tb)), np.minimum(t1, np.maximum(ta, tb))
+    crosses = t0 <= t1
+    ends = [np.linalg.norm(np.maximum(np.maximum(lo - e, e - hi), 0.0), axis=1) for e in (p, q)]
+    corners = np.stack([np.stack([lo[:, 0], lo[:, 1]], 1), np.stack([lo[:, 0], hi[:, 1]], 1),
+                        np.stack([hi[:, 0], lo[:, 1]], 1), np.stack([hi[:, 0], hi[:, 1]], 1)], 1)  # (N, 4, 2)
+    t = np.clip((corners - p) @ u, 0.0, length)
+    to_seg = np.linalg.norm(corners - (p + t[..., None] * u), axis=2).min(axis=1)
+    gap = np.where(crosses, 0.0, np.minimum(np.minimum(*ends), to_seg))
+    tol = max(cfg.between_m, cfg.between_frac * length)
+    along = (centers[:, :2] - p) @ u
+    reach = np.abs(u) @ half[[b, c], :2].T  # each anchor's footprint extent along the segment, (2,)
+    conf = np.minimum(_sigmoid((tol - gap) / (0.25 * tol)),
+                      np.minimum(_sigmoid((along - reach[0]) / cfg.softness_m),
+                                 _sigmoid((length - along - reach[1]) / cfg.softness_m)))
+    conf[[b, c]] = 0.0
+    return conf

@@ -73,6 +73,7 @@ SUPERLATIVES: dict[str, tuple[str, str]] = {
     "farthest left": ("right", "min"), "most left": ("right", "min"), "far left": ("right", "min"),
     "rightmost": ("right", "max"), "right most": ("right", "max"), "furthest right": ("right", "max"),
     "farthest right": ("right", "max"), "most right": ("right", "max"), "far right": ("right", "max"),
+    "longer": ("width", "max"), "higher": ("z", "max"), "lower": ("z", "min"),
     "frontmost": ("front", "min"), "front most": ("front", "min"), "foremost": ("front", "min"),
     "backmost": ("front", "max"), "rearmost": ("front", "max"), "hindmost": ("front", "max"),
 }
@@ -150,7 +151,8 @@ FRAMES: dict[str, str] = {
     "how far apart": "HOWFARAPART", "how far away from each other": "HOWFARAPART",
     "distance": "DISTANCE", "the distance": "DISTANCE", "distance between": "DISTBETWEEN",
     "the distance between": "DISTBETWEEN", "distance from": "DISTFROM", "the distance from": "DISTFROM",
-    "distance to": "DISTTO", "the distance to": "DISTTO", "between": "BETWEEN", "apart": "APART",
+    "distance to": "DISTTO", "the distance to": "DISTTO", "between": "BETWEEN", "in between": "BETWEEN",
+    "apart": "APART",
     "list": "LIST", "list all": "LIST", "name": "LIST", "enumerate": "LIST", "what are all": "LIST",
     "what are the things": "LIST", "show all": "LIST", "give me a list of": "LIST", "list every": "LIST",
 }
@@ -206,7 +208,7 @@ FILLER = {
     "i was wondering if", "i wonder if", "do me a favour and", "do me a favor and", "for a second",
     "excuse me", "pardon me", "sorry to bother you", "sorry to interrupt", "sorry", "thanks in advance",
     "thank you in advance", "in advance", "many thanks", "much appreciated", "thank you very much",
-    "thanks a lot", "really", "very", "if that is ok", "if that is okay", "if you get a chance", "at your convenience",
+    "thanks a lot", "if that is ok", "if that is okay", "if you get a chance", "at your convenience",
 }
 # Rooms and the map itself: "in the kitchen", "in this room" add nothing to a query over one map.
 ROOM_WORDS = ("room", "kitchen", "scene", "map", "house", "apartment", "flat", "office", "space", "area",
@@ -235,6 +237,15 @@ EXCEPT = ("other than", "except", "except for", "but", "but not", "apart from", 
           "not including", "save for", "instead of", "rather than", "different from", "besides the")
 THAT = ("that", "which", "who", "whose", "that is", "which is")
 ONE = ("one", "ones")
+NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+                "eleven": 11, "twelve": 12, "a couple of": 2, "a pair of": 2, "a dozen": 12}
+# Quantity comparisons of existence questions: "are there more than two chairs?", "do we have at least 3 cups?"
+QUANTITY = {"more than": "gt", "over": "gt", "at least": "ge", "no fewer than": "ge", "no less than": "ge",
+            "fewer than": "lt", "less than": "lt", "under": "lt", "at most": "le", "no more than": "le",
+            "exactly": "eq", "precisely": "eq"}
+THAN = ("than", "than to", "compared to", "compared with")  # comparatives: "bigger than the box"
+HAVE = ("have", "has", "contain", "contains", "hold", "holds")  # "does the desk have a mug on it?"
+INTENSIFIERS = ("very", "really", "quite")  # dropped before phrases are matched: "at the very back"
 ANY_OBJECT = ("object", "objects", "thing", "things", "item", "items", "stuff", "something", "anything",
               "everything", "entity", "entities", "element", "elements", "one thing")
 

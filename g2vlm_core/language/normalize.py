@@ -159,6 +159,16 @@ def _static_table() -> dict[str, tuple[str, object]]:
     for w in lx.VIEWER_THINGS:
         for prep, typ in (("to", "TO"), ("from", "FROM"), ("away from", "FROM")):
             t[f"{prep} {w}"] = ("SPLIT", ((typ, None), ("ME", w)))
+    for w in lx.THAN:
+        t[w] = ("THAN", None)
+    for w, k in lx.NUMBER_WORDS.items():
+        t[w] = ("NUM", k)
+    for w, op in lx.QUANTITY.items():  # "over" and "under" stay relations but before a number
+        for n in ["one"] + list(lx.NUMBER_WORDS) + [str(k) for k in range(100)]:
+            k = 1 if n == "one" else lx.NUMBER_WORDS[n] if n in lx.NUMBER_WORDS else int(n)
+            t[f"{w} {n}"] = ("SPLIT", (("QCMP", op), ("NUM", k)))
+    for w in lx.HAVE:
+        t[w] = ("HAVE", None)
     t.update({"and": ("AND", None), "as well as": ("AND", None), "or": ("OR", None), "either": ("FILLER", None),
               ",": ("COMMA", None),
               "'s": ("POSS", None), "of": ("OF", None), "to": ("TO", None), "from": ("FROM", None),
@@ -225,7 +235,7 @@ def correct_typo(word: str, labels: frozenset[str], nouns: frozenset[str]) -> st
 _PARTICLES = frozenset(lx.PARTICLES)
 # Words at the end of a query that add nothing ("any bottles around?", "how many chairs are there").
 _TRAILING = re.compile(r"(\s+(around|nearby|here|there|over there|anywhere|somewhere|in here|in view|in sight|"
-                       r"at all|please|thanks|thank you|for me|right now|now|currently|ok|okay))+\s*$")
+                       r"at all|please|thanks|thank you|for me|right now|now|currently|ok|okay|at))+\s*$")
 # Tokens that may precede an imperative verb: nothing yet, or the command prefix itself ("go and grab",
 # "I need you to fetch": "you to" after the dropped "I need").
 _COMMAND_SO_FAR = frozenset({"COMMA", "VERB", "PART", "ME", "AND", "TO"})
@@ -242,6 +252,8 @@ def tag(text: str, labels: frozenset[str] = frozenset()) -> tuple[list[Tok], boo
     """Tagged tokens of a query (fillers dropped) and whether it was a question; ``labels`` are the graph's
     normalised labels, so multi-word labels ("robot vacuum") tag as one noun."""
     words, question = _words(text)
+    # intensifiers go before the phrases are matched, so "at the very back" is "at the back"
+    words = [w for w in words if w not in lx.INTENSIFIERS]
     joined = _TRAILING.sub("", " " + " ".join(words)).strip()
     words = joined.split() if joined else []
     nouns = _noun_phrases(labels)

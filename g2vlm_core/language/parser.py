@@ -26,10 +26,13 @@ from lark.exceptions import LarkError
 from lark.lexer import Lexer
 
 from .lexicon import ASSOCIATION, SUPPORT
-from .normalize import Tok
+from .normalize import Tok, verb_lemma
 
 GRAMMAR = r"""
 start: command? (find_q | where_q | exists_q | count_q | color_q | measure_q | dist_q | related_q | list_q)
+     | motion_dist_q
+     | command find_q deliver
+deliver: (REL | PART)+ TO ME
 
 command: (ME TO)? VERB (ME | PART | TO | FROM | REL | SUP | VERB | AND)*
 
@@ -40,16 +43,20 @@ find_q: np
       | THAT np
       | (OF | AMONG) np COMMA? WH post+                           -> partitive_q
       | (OF | AMONG) np COMMA? THAT clause (AND THAT? clause)*     -> partitive_q
+      | (WH ONE? BE? | THAT) SUP ONE? ((TO | FROM) other)? COMMA? np (COMMA? OR np)+  -> choice_q
 where_q: WHERE (BE | SEE)? np (BE | SEE)?
        | LOCATION np
-exists_q: THEREIS np
+exists_q: THEREIS OF? np
+        | (THEREIS | SEE) QCMP NUM np                 -> quantity_q
+        | BE np HAVE np (REL PRON)?               -> have_q
         | THERE BE np
         | SEE np
         | BE np
         | BE THERE np
         | BE np attr
-count_q: COUNT np count_tail*
+count_q: (WH BE?)? COUNT np count_tail*
        | COUNT np count_tail+ post+
+       | np COUNT count_tail*
 count_tail: BE | THEREIS | SEE | THERE
 color_q: WH COLORW BE? np
        | WH COLORW np BE
@@ -61,12 +68,16 @@ measure_q: MEASURE BE? np
          | MEASURE np BE
          | WH? BE? MEASUREOF np
 dist_q: HOWFAR BE? other (FROM | TO) other
+      | HOWFAR BE? PRON (FROM | TO)? other (TO | AND) other
+      | HOWFAR (FROM | TO) other BE np
+      | HOWFAR BE? BETWEEN np AND np
       | HOWFAR np BE (FROM | TO) other
       | HOWFAR BE? np
       | HOWFAR np BE
       | HOWFARAPART BE? np AND np
       | HOWFAR BE? np AND np APART?
       | WH? BE? DISTBETWEEN np AND np
+      | WH? BE? DISTBETWEEN np                 -> pair_dist_q
       | WH? BE? DISTFROM other (TO | AND) other
       | WH? BE? DISTTO np
       | WH? BE? DISTANCE (FROM | OF | BETWEEN)? other (TO | AND | FROM) other
@@ -91,7 +102,12 @@ post: BE? REL anchor (OR anchor)*         -> rel_post
     | SUP ONE? (TO | FROM | OF)? other    -> sup_post
     | BE DET? ORD? SUP ONE? ((TO | FROM | OF)? other)?  -> sup_post
     | SIDEPOST                            -> side_post
-    | FROMSIDE                            -> fromside_post
+    | ORD? ONE? FROMSIDE                  -> fromside_post
+    | SIDE                                -> side_post
+    | BE? NEG? BETWEEN anchor (AND anchor)?   -> between_post
+    | BE? SUP THAN other                  -> cmp_post
+    | BE? SUP (TO | FROM) other THAN other  -> cmp_post
+    | THAT? anchor BE REL                 -> stranded_post
     | BE? NEG? COLOR                      -> color_post
     | BE? NEG? SIZE                       -> color_post
     | TO other                            -> to_post
@@ -104,6 +120,10 @@ clause: BE? NEG? REL anchor (OR anchor)*  -> clause_rel
       | BE? DET? ORD? SUP ONE? ((TO | FROM | OF)? other)?  -> clause_sup
       | BE? DET? ORD? ONE? SIDEPOST       -> clause_side
       | BE? DET? ORD? ONE? FROMSIDE       -> clause_fromside
+      | BE? NEG? BETWEEN anchor (AND anchor)?  -> clause_between
+      | BE? SUP THAN other                -> clause_cmp
+      | BE? SUP (TO | FROM) other THAN other  -> clause_cmp
+      | anchor BE REL                     -> clause_stranded
 appos: COMMA DET? ONE post+               -> appos_one
      | COMMA anchor                       -> appos_assoc
 xnp: det? premod* (head | ONE) post*
@@ -115,14 +135,19 @@ attr: NEG? COLOR | NEG? SIZE
 %declare FROM WH WHERE BE LOCATION THEREIS THERE SEE COUNT COLORW OF POSS HOWFAR TO HOWFARAPART AND APART
 %declare DISTBETWEEN DISTFROM DISTTO DISTANCE BETWEEN LIST DET ALL ANY NUM COLOR SIZE NEG SUP ORD SIDE RELADJ
 %declare NOUN WORD OBJ ONE REL THAT EXCEPT SIDEPOST FROMSIDE COMMA ME HOWBIG HOWTALL HOWWIDE SIZEQ SIZEOF
-%declare MEASURE MEASUREOF OR VERB PART PRON AMONG
+// "how far do I have to go to reach the desk": motion words between the viewer and the place, before any reading
+// of those words as a noun phrase
+motion_dist_q.2: HOWFAR BE ME? (HAVE | TO | WORD)+ np
+
+%declare MEASURE MEASUREOF OR VERB PART PRON AMONG THAN HAVE QCMP
 """
 MEASURE_OF_TAG = {"HOWBIG": "size", "SIZEQ": "size", "SIZEOF": "size", "HOWTALL": "height", "HEIGHTOF": "height",
                   "HOWWIDE": "width", "WIDTHOF": "width"}
 
 
 _POSTS = frozenset({"rel_post", "neg_rel_post", "rel_it_post", "relcl", "except_post", "sup_post", "side_post",
-                    "fromside_post", "color_post", "to_post", "from_post", "and_post"})
+                    "fromside_post", "color_post", "to_post", "from_post", "and_post", "between_post", "cmp_post",
+                    "stranded_post"})
 
 
 class ParseError(ValueError):
@@ -151,6 +176,30 @@ class Relation:
 
 
 @dataclass
+class Comparison:
+    """A comparative: the object's ``measure`` is more (direction max) or less (min) than the reference's. For
+    dist, ``anchor`` is what the distance is to ("closer to the desk"); ``to_reference`` compares with the distance
+    to the reference ("closer to the desk than to the table"), else with the reference's own distance to the
+    anchor ("closer to the desk than the table (is)")."""
+
+    measure: str
+    direction: str
+    reference: "Desc | str"  # a description, or "viewer"
+    anchor: "Desc | str | None" = None
+    to_reference: bool = False
+    text: str = ""
+
+
+@dataclass
+class Between:
+    """Between two anchors, or the two objects of one plural anchor ("between the two chairs")."""
+
+    first: "Desc"
+    second: "Desc | None" = None
+    negated: bool = False
+
+
+@dataclass
 class Desc:
     """A noun phrase: which objects it describes."""
 
@@ -170,6 +219,11 @@ class Desc:
     # other readings of a telegraphic noun sequence ("cup table red"), most plausible first; the resolver takes
     # the first that some object satisfies (Resolver.choose), else this one
     readings: list["Desc"] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    between: list[Between] = field(default_factory=list)
+    # a choice among named objects ("which is bigger, the table or the sofa?"): each member's best object are the
+    # candidates, and the order picks among them
+    choice: list["Desc"] = field(default_factory=list)
 
 
 @dataclass
@@ -179,6 +233,7 @@ class Query:
     other: "Desc | str | None" = None  # distance: the second object, or "viewer"
     attribute: str = ""  # attribute questions: color | size | height | width
     question: bool = False
+    quantity: tuple[str, int] | None = None  # exists: how many must satisfy it ("more than two": ("gt", 2))
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -231,8 +286,10 @@ class QueryParser:
             tree = self._tree(tuple(t for t in types if t != "COMMA")) if toks else None
         if tree is None:
             raise ParseError("the words do not form a question or a description of an object")
-        # the command prefix ("take me to", "switch on") says what to do with the object, not which one it is
-        return _Builder(toks, question).query(tree.children[-1])
+        # the command prefix ("take me to", "switch on") and a delivery ("over to me") say what to do with the
+        # object, not which one it is
+        return _Builder(toks, question).query(next(c for c in tree.children
+                                                   if c.data not in ("command", "deliver")))
 
 
 class _Builder:
@@ -277,6 +334,27 @@ class _Builder:
                 target.quantifier, target.plural = "", False
                 return Query("find", target, question=self.question)
             return Query("related", target, question=self.question)
+        if kind == "choice_q":  # "which is bigger, the table or the sofa?"
+            sup = next(self.tok(t) for t in self.terms(q) if t.type == "SUP")
+            anchor = others[0] if others else None
+            target = Desc(choice=nps, order=Order(*sup.value, anchor=anchor), text=self.text(q))
+            return Query("find", target, question=self.question)
+        if kind == "have_q":  # "does the desk have a mug on it?": is there a mug on the desk
+            holder, target = nps
+            rel = [self.tok(t) for t in self.terms(q) if t.type == "REL"]
+            target.relations.append(Relation(rel[0].value if rel else ASSOCIATION, holder,
+                                             text=rel[0].text if rel else "with"))
+            return Query("exists", target, question=True)
+        if kind == "quantity_q":  # "are there more than two chairs?"
+            op, n = (self.tok(t).value for t in self.terms(q) if t.type in ("QCMP", "NUM"))
+            return Query("exists", nps[0], question=True, quantity=(op, int(n)))
+        if kind == "motion_dist_q":  # "how far do I have to go to reach the desk": from the viewer
+            words = [self.tok(t) for t in self.terms(q) if t.type == "WORD"]
+            if any(verb_lemma(w.text) is None for w in words):
+                raise ParseError("the words do not form a question or a description of an object")
+            return Query("distance", nps[0], other="viewer", question=self.question)
+        if kind == "pair_dist_q":  # "the distance between the two monitors": its two objects
+            return Query("distance", nps[0], other="pair", question=self.question)
         if kind == "find_q":
             target = nps[0]
             if "WH" in types and target.noun is None and target.order is None:
@@ -481,6 +559,27 @@ class _Builder:
         d.relations.append(Relation(rel.value, self.anchor(self.sub(node, "anchor")[0]), neg, rel.text,
                                     converse=True))
 
+    def _between(self, node: Tree, d: Desc) -> None:
+        anchors = [self.anchor(a) for a in self.sub(node, "anchor")]
+        neg = any(self.tok(t).type == "NEG" for t in self.terms(node))
+        d.between.append(Between(anchors[0], anchors[1] if len(anchors) > 1 else None, neg))
+
+    def _comparison(self, node: Tree, d: Desc) -> None:
+        """"bigger than the box", "closer to the desk than to the table", "closer to me than the table"."""
+        toks = [self.tok(t) for t in self.terms(node)]
+        sup = next(t for t in toks if t.type == "SUP")
+        others = [self.other(o) for o in self.sub(node, "other")]
+        than = next(t for t in toks if t.type == "THAN")
+        anchor = others[0] if len(others) > 1 else None
+        d.comparisons.append(Comparison(sup.value[0], sup.value[1], others[-1], anchor,
+                                        to_reference=than.text.endswith(" to"), text=self.text(node)))
+
+    def _stranded(self, node: Tree, d: Desc) -> None:
+        """"the shelf (that) the mug is on": the anchor relates to the head noun (a converse relation)."""
+        rel = next(self.tok(t) for t in self.terms(node) if t.type == "REL")
+        d.relations.append(Relation(rel.value, self.anchor(self.sub(node, "anchor")[0]), text=rel.text,
+                                    converse=True))
+
     def _set_order(self, d: Desc, value: tuple[str, str], anchor=None, rank: int | None = None) -> None:
         measure, direction = value
         if d.order is None:
@@ -519,9 +618,16 @@ class _Builder:
             self._set_order(d, sup.value, self.other(others[0]) if others else None,
                             next((self.tok(t).value for t in toks if t.type == "ORD"), None))
         elif kind in ("side_post", "fromside_post"):
-            self._set_order(d, self.tok(toks[0]).value)
+            side = next(self.tok(t) for t in toks if t.type in ("SIDE", "SIDEPOST", "FROMSIDE"))
+            self._set_order(d, side.value, None, next((self.tok(t).value for t in toks if t.type == "ORD"), None))
             if kind == "side_post" and d.order.rank == -1:
                 d.order.rank = 1  # "the last chair on the right": the one at the right end
+        elif kind == "between_post":
+            self._between(node, d)
+        elif kind == "cmp_post":
+            self._comparison(node, d)
+        elif kind == "stranded_post":
+            self._stranded(node, d)
         elif kind in ("to_post", "from_post"):
             other = self.other(self.sub(node, "other")[0])
             if d.order is not None and d.order.measure == "dist":
@@ -549,6 +655,12 @@ class _Builder:
             (d.not_colors if neg else d.colors).append(next(t.value for t in toks if t.type == "COLOR"))
         elif node.data == "clause_size":
             (d.not_sizes if neg else d.sizes).append(next(t.value for t in toks if t.type == "SIZE"))
+        elif node.data == "clause_between":
+            self._between(node, d)
+        elif node.data == "clause_cmp":
+            self._comparison(node, d)
+        elif node.data == "clause_stranded":
+            self._stranded(node, d)
         elif node.data == "clause_sup":
             sup = next(t for t in toks if t.type == "SUP")
             others = self.sub(node, "other")

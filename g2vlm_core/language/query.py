@@ -456,6 +456,8 @@ class _Ctx:
         d = q.target
         ev = self.own_label(d, self.res.evaluate(d, self.allowed))
         hits, unsure = self.hits(ev)
+        if q.quantity is not None:
+            return self.quantity(q, hits, ev, unsure)
         if hits:
             i = hits[0]
             supp = self.support(d, i)
@@ -476,6 +478,20 @@ class _Ctx:
         return QueryResult(success=True, achievable=True, kind="exists", numeric=0.0,
                            answer=f"no: nothing in the map is {d.text or what}{mapped}",
                            confidence=float(min(max(1.0 - near_miss, 0.0), 1.0)))
+
+    def quantity(self, q: Query, hits: list[int], ev: Evaluated, unsure: str) -> QueryResult:
+        """"are there more than two chairs?": the count (as a count takes it) against the number asked."""
+        hits, _ = self.res.distinct(hits, self.cfg.duplicate_iou)
+        op, k = q.quantity
+        n = len(hits)
+        holds = {"gt": n > k, "ge": n >= k, "lt": n < k, "le": n <= k, "eq": n == k}[op]
+        what = q.target.noun or "object"
+        listed = f": {A.listing([self.objects[j] for j in hits])}" if hits else ""
+        return QueryResult(success=True, achievable=True, kind="exists", numeric=float(holds),
+                           answer=f"{'yes' if holds else 'no'}: {n} {A.plural(what, n)}{listed}{unsure}",
+                           object_ids=[self.objects[j].id for j in hits[: self.k_all]] if holds else [],
+                           scores=[float(min(ev.score[j], 1.0)) for j in hits[: self.k_all]] if holds else [],
+                           confidence=1.0 if not unsure else 0.5)
 
     def count(self, q: Query) -> QueryResult:
         """Counts the objects the description names under their own label (own_label), confirmed ones first (hits),
@@ -568,7 +584,13 @@ class _Ctx:
                                       + self.caveat(i, q.target),
                                object_ids=[self.objects[i].id], scores=a.scores[:1],
                                confidence=float(a.scores[0] * (1.0 if a.exact else 0.5)))
-        b = self.pick(q.other, ground=False)  # one grounding-head call per query: the rules pick the second
+        if q.other == "pair":  # "the distance between the two monitors": the description's best two
+            b = _Pick([x for x in a.order if x != i], a.scores[1:], a.exact)
+            if not b.order:
+                return QueryResult(success=True, achievable=False, kind="distance",
+                                   answer=f"only one object matches '{q.target.text}': a distance needs two")
+        else:
+            b = self.pick(q.other, ground=False)  # one grounding-head call per query: the rules pick the second
         if not b.order:
             return self.not_found("distance", q.other)
         j = b.order[0]
@@ -580,7 +602,8 @@ class _Ctx:
         d = float(np.linalg.norm(ci - self.objects[j].box.center))
         return QueryResult(success=True, achievable=True, kind="distance", numeric=d,
                            answer=f"{d:.2f} m between {A.name(self.objects[i])} and {A.name(self.objects[j])} (box "
-                                  f"centres)" + self.caveat(i, q.target) + self.caveat(j, q.other),
+                                  f"centres)" + self.caveat(i, q.target)
+                                  + self.caveat(j, q.target if q.other == "pair" else q.other),
                            object_ids=[self.objects[i].id, self.objects[j].id], scores=[a.scores[0], b.scores[0]],
                            confidence=float(min(a.scores[0], b.scores[0]) * (1.0 if a.exact and b.exact else 0.5)))
 

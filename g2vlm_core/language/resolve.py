@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attributes import color_name, hue_family, size_class
-from ..predicates import VIEW_DEPENDENT, PredicateConfig, Viewpoint, box_extents, pairwise_confidences
+from ..predicates import (VIEW_DEPENDENT, PredicateConfig, Viewpoint, between_confidences, box_extents,
+                          pairwise_confidences)
 from ..scene_graph import SceneObject
 from .labels import HEAD, LabelMatch, LabelMatcher, normalise_label
 from .lexicon import ASSOCIATION
-from .parser import Desc, Order, Relation
+from .parser import Between, Comparison, Desc, Order, Relation
 
 HOLDS = 0.5  # a predicate holds at this confidence (g2vlm_core.predicates)
 
@@ -44,6 +45,8 @@ class ResolveConfig:
     centre_weight: float = 0.1  # nearest / farthest: box gap + this x centre distance (ties between touching boxes)
     confirmed_observations: int = 2  # QueryConfig.confirmed_observations: fewer keyframes (but >= 1) is tentative
     tentative_factor: float = 1e-3  # QueryConfig.tentative_factor (1: tentative objects rank like the others)
+    comparative_margin_m: float = 0.02  # "taller / closer than": by at least this much (lengths) ...
+    comparative_margin_frac: float = 0.05  # ... or this fraction (volumes)
 
 
 def tentative_mask(objects: list[SceneObject], confirmed_observations: int) -> np.ndarray:
@@ -144,6 +147,8 @@ class Resolver:
         chosen = self.choose(d, allowed)
         if chosen is not d:
             return self.evaluate(chosen, allowed, role, inherit)
+        if d.choice:
+            return self._choice(d, allowed, role, inherit)
         noun = d.noun if d.noun is not None else (inherit if d.one else None)
         named, _ = self.label(noun)
         s = named.copy()
@@ -185,6 +190,7 @@ class Resolver:
                     if (d.sizes and sizes[i] not in d.sizes) or (d.not_sizes and sizes[i] in d.not_sizes):
                         s[i] *= self.cfg.wrong_size_factor
                         ok[i] = False
+                self._rank_by_size(s, ok, d)
         for m in d.modifiers:  # "couch phone": the phone associated with a couch, when the map has one
             try:
                 self._relate(s, ok, Relation(ASSOCIATION, Desc(noun=m)))
@@ -192,6 +198,10 @@ class Resolver:
                 pass
         for rel in d.relations:
             self._relate(s, ok, rel)
+        for b in d.between:
+            self._between(s, ok, b)
+        for c in d.comparisons:
+            self._compare(s, ok, c, noun)
         for x in d.excluded:
             try:
                 ex = self.evaluate(x, role="anchor", inherit=noun)
@@ -202,6 +212,104 @@ class Resolver:
         if order is not None:
             self._order(s, ok, order, named)
         return Evaluated(s, ok)
+
+    def _choice(self, d: Desc, allowed: np.ndarray | None, role: str, inherit: str | None) -> Evaluated:
+        """"which is bigger, the table or the sofa?": the best object of each member, then the order among them."""
+        s, ok = np.zeros(self.n), np.zeros(self.n, dtype=bool)
+        for m in d.choice:
+            ev = self.evaluate(m, allowed, role, inherit)
+            i = self._best(ev)
+            if i is not None:
+                s[i], ok[i] = max(s[i], ev.score[i]), ok[i] or bool(ev.ok[i])
+        if d.order is not None:
+            self._order(s, ok, d.order, np.ones(self.n))
+        return Evaluated(s, ok)
+
+    @staticmethod
+    def _best(ev: Evaluated, besides: int | None = None) -> int | None:
+        """The object a singular description names: the best-scoring one satisfying it (else the best-scoring)."""
+        score = ev.score.copy()
+        if besides is not None:
+            score[besides] = 0.0
+        pool = ev.ok & (score > 0) if (ev.ok & (score > 0)).any() else score > 0
+        return int(np.argmax(np.where(pool, score, -1.0))) if pool.any() else None
+
+    def _rank_by_size(self, s: np.ndarray, ok: np.ndarray, d: Desc) -> None:
+        """"the massive lamp" with two large lamps: the bigger first (a size word ranks within its class too)."""
+        cand = np.nonzero(ok & (s > 0))[0]
+        if d.plural or d.order is not None or cand.size < 2 or not ({"large", "small"} & set(d.sizes)):
+            return
+        v = np.array([max(self.boxes[i].volume, 1e-12) for i in cand])
+        rel = v / v.max() if "large" in d.sizes else v.min() / v
+        s[cand] *= 0.95 + 0.05 * rel
+
+    def _between(self, s: np.ndarray, ok: np.ndarray, b: Between) -> None:
+        """Between two anchors' best objects, or the best two of one plural anchor (predicates.between_confidences)."""
+        first = self.evaluate(b.first, role="anchor")
+        first = self.confirmed(first.score, first.ok)
+        ia = self._best(first)
+        if b.second is not None:
+            second = self.evaluate(b.second, role="anchor")
+            ib = self._best(self.confirmed(second.score, second.ok), besides=ia)
+        else:
+            ib = self._best(first, besides=ia) if ia is not None else None
+        conf = np.zeros(self.n) if ia is None or ib is None else \
+            between_confidences(self.boxes, ia, ib, self.pred_cfg)
+        if b.negated:
+            s *= 1.0 - conf
+            ok &= conf < HOLDS
+        else:
+            s *= conf
+            ok &= conf >= HOLDS
+
+    def _compare(self, s: np.ndarray, ok: np.ndarray, c: Comparison, noun: str | None) -> None:
+        """A comparative: each candidate's measure against the reference's, by at least the comparative margin."""
+        cand = np.nonzero(s)[0]
+        if not cand.size:
+            return
+        if c.measure == "dist":
+            mine = self.measure(Order("dist", "min", anchor=c.anchor), cand)
+        else:
+            mine = self.measure(Order(c.measure, "max"), cand)
+        ref_i = None
+        if isinstance(c.reference, Desc):
+            ref = self.evaluate(c.reference, role="anchor", inherit=noun)
+            ref_i = self._best(self.confirmed(ref.score, ref.ok))
+            if ref_i is None:
+                s[:], ok[:] = 0.0, False
+                return
+        if c.measure == "dist" and c.to_reference:  # "closer to the desk than to the table": each its own distances
+            theirs = self.measure(Order("dist", "min", anchor=c.reference), cand)
+        elif c.measure == "dist":  # "closer to the desk than the table (is)", "closer to me than the box"
+            if ref_i is None:  # "closer to the desk than me": the viewer's distance to the desk
+                if not isinstance(c.anchor, Desc):
+                    s[:], ok[:] = 0.0, False
+                    return
+                a = self.evaluate(c.anchor, role="anchor")
+                a_i = self._best(self.confirmed(a.score, a.ok))
+                if a_i is None:
+                    s[:], ok[:] = 0.0, False
+                    return
+                theirs = np.full(cand.size, float(self.measure(Order("dist", "min"), np.array([a_i]))[0]))
+            else:
+                theirs = np.full(cand.size, float(self.measure(Order("dist", "min", anchor=c.anchor),
+                                                               np.array([ref_i]))[0]))
+        elif ref_i is None:  # "taller than me": the viewer has no box
+            s[:], ok[:] = 0.0, False
+            return
+        else:
+            theirs = np.full(cand.size, float(self.measure(Order(c.measure, "max"), np.array([ref_i]))[0]))
+        diff = mine - theirs if c.direction == "max" else theirs - mine
+        if c.measure == "volume":
+            diff = diff / np.maximum(np.abs(theirs), 1e-12)
+            margin = self.cfg.comparative_margin_frac
+        else:
+            margin = self.cfg.comparative_margin_m
+        conf = np.where(np.isfinite(diff), 0.5 * (1.0 + np.tanh((diff - margin) / margin)), 0.0)
+        if ref_i is not None:
+            conf[cand == ref_i] = 0.0  # nothing is bigger than itself
+        s[cand] *= conf
+        ok[cand] &= conf >= HOLDS
 
     def _relate(self, s: np.ndarray, ok: np.ndarray, rel: Relation) -> None:
         """Apply one relation (or its negation) to scores ``s`` and decisions ``ok`` in place."""
