@@ -122,7 +122,8 @@ def bench_queries(inf: G2VLMInference, repeats: int, sync) -> dict[str, float]:
              "the box that is not on the desk", "is there a lamp left of the mug?", "how many chairs are there",
              "how many mugs are on the table", "what is on the desk", "what colour is the sofa",
              "how far is the lamp from the bed", "the cabinet's box", "find the elephant on the sofa",
-             "'; DROP TABLE objects; --"]
+             "'; DROP TABLE objects; --", "the chair between the table and the sofa", "the box bigger than the mug",
+             "which is bigger, the sofa or the bed?", "the chiar near the desk", "are there more than two chairs?"]
     res = {}
     for n in (50, 500):
         graph = SceneGraph([SceneObject(i, names[i % len(names)], Box3D(rng.uniform(-3, 3, 3), rng.uniform(0.1, 1, 3)),
