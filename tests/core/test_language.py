@@ -397,3 +397,42 @@ def test_long_queries_are_refused_quickly():
         r = e.answer(GRAPH, text)
         assert r.success and not r.achievable and "at most" in r.answer
         assert time.perf_counter() - t0 < 2.0  # a busy CI machine: the point is no super-linear stall
+
+
+# ------------------------------------------------------------------------------------------------ second round
+def test_between_is_the_segment_joining_the_anchors_passing_the_footprint():
+    from g2vlm_core.predicates import between_confidences
+
+    boxes = [Box3D([0, 0, 0.4], [0.6, 0.6, 0.8]), Box3D([4, 0, 0.4], [0.6, 0.6, 0.8]),  # the two anchors
+             Box3D([2, 0.1, 0.4], [0.4, 0.4, 0.8]),  # on the line
+             Box3D([2, 2.5, 0.4], [0.4, 0.4, 0.8]),  # far beside it
+             Box3D([0, 0, 0.85], [0.1, 0.1, 0.1]),  # on the first anchor: not between it and the other
+             Box3D([5, 0, 0.4], [0.4, 0.4, 0.8])]  # beyond the second anchor
+    conf = between_confidences(boxes, 0, 1)
+    assert conf[2] > 0.9 and conf[3] < 0.1 and conf[4] < 0.5 and conf[5] < 0.1
+    assert conf[0] == conf[1] == 0.0
+
+
+def test_comparatives_choices_and_quantities_are_decided_by_the_measures():
+    e = QueryEngine()
+    assert e.answer(GRAPH, "the mug bigger than the table").object_ids == []  # the closest match is no answer
+    assert e.answer(GRAPH, "is the sofa bigger than the table?").numeric == 1.0
+    assert e.answer(GRAPH, "is the table bigger than the sofa?").numeric == 0.0
+    r = e.answer(GRAPH, "which is smaller, the table or the sofa?")
+    assert r.object_ids[0] == 10 and r.kind == "find"
+    r = e.answer(GRAPH, "the mug closer to the table than to the sofa")
+    assert r.object_ids[0] in (11, 12)
+    assert e.answer(GRAPH, "are there more than two mugs?").numeric == 1.0
+    r = e.answer(GRAPH, "are there fewer than three mugs?")
+    assert r.numeric == 0.0 and r.answer.startswith("no") and not r.object_ids
+
+
+def test_a_misspelt_noun_is_read_only_when_the_query_fails_and_the_answer_says_so():
+    e = QueryEngine()
+    r = e.answer(GRAPH, "the red mug on the tabel")
+    assert r.achievable and r.object_ids[0] == 11 and "read 'tabel' as table" in r.answer
+    r = e.answer(GRAPH, "the sfoa")
+    assert r.object_ids == [14] and "read 'sfoa' as sofa" in r.answer
+    assert not e.answer(GRAPH, "the blorptang").achievable  # nothing one letter away
+    assert not e.answer(GRAPH, "the sfaoo").achievable  # two edits are no misspelling of one word
+    assert not e.answer(GRAPH, "the mg").achievable  # too short to guess
