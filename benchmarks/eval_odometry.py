@@ -8,8 +8,8 @@ Usage:
 
 Each sequence is tracked by three methods on the same frames in the same run, frame by frame in turn, so load
 from other processes hits them alike:
-  ours      g2vlm_core.geometry.odometry.ModelTracker: frame-to-model against our TSDF (2 cm), fusing each
-            tracked frame (what the node does with pose_source odometry);
+  ours      g2vlm_core.geometry.odometry.ModelTracker with its defaults (keyframe references, relocalisation
+            against our 2 cm TSDF), fusing each tracked frame (what the node does with pose_source odometry);
   open3d    Open3D's frame-to-frame RGB-D odometry with the hybrid (depth + colour) term and its default options
             but the depth range (o3d.pipelines.odometry.compute_rgbd_odometry, OdometryOption(): 20/10/5
             iterations, 3 cm depth difference), chained;
