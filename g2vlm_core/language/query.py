@@ -324,6 +324,19 @@ class _Ctx:
         return QueryResult(success=True, achievable=False, kind=kind,
                            answer=f"no {what} in the map matches '{d.text or self.text}'")
 
+    def anchors_mapped(self, d: Desc) -> bool:
+        """Whether every object ``d`` is related to (relations, between, comparisons) names something in the map:
+        "is the book on the skateboard?" with neither mapped has no premise to answer no to."""
+        anchors = [r.anchor for r in d.relations] + [a for r in d.relations for a in r.alternatives]
+        anchors += [x for b in d.between for x in (b.first, b.second) if isinstance(x, Desc)]
+        anchors += [c.reference for c in d.comparisons if isinstance(c.reference, Desc)]
+        for a in anchors:
+            try:
+                self.res.evaluate(a, self.allowed)
+            except NotInMap:
+                return False
+        return True
+
     def not_in_map(self, q: Query, e: NotInMap, kind: str) -> QueryResult:
         """The honest answer when a noun names nothing in the map."""
         noun = e.noun
@@ -343,7 +356,7 @@ class _Ctx:
         if q.kind == "exists":
             # "is there a toaster?" with no toaster mapped: no, as a count of them is 0; a missing anchor ("is the bed
             # on the toothbrush?") leaves the question without its premise, and an unknown word without a meaning
-            sure = e.known and e.role == "target"
+            sure = e.known and e.role == "target" and self.anchors_mapped(q.target)
             return QueryResult(success=True, achievable=sure, kind="exists", numeric=0.0, answer=f"no: {why}",
                                confidence=1.0 if sure else 0.0)
         if self.e.grounder is not None and q.kind in ("find", "where") and e.role == "target":

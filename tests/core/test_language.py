@@ -436,3 +436,13 @@ def test_a_misspelt_noun_is_read_only_when_the_query_fails_and_the_answer_says_s
     assert not e.answer(GRAPH, "the blorptang").achievable  # nothing one letter away
     assert not e.answer(GRAPH, "the sfaoo").achievable  # two edits are no misspelling of one word
     assert not e.answer(GRAPH, "the mg").achievable  # too short to guess
+
+
+def test_existence_of_a_missing_object_is_no_only_where_its_anchors_are_mapped():
+    """No book in GRAPH: "is there a book (on the table)?" is a plain no; "is the book on the skateboard?" has no
+    premise (no skateboard either), so it is refused with the reason rather than answered."""
+    e = QueryEngine()
+    for text, achievable in (("is there a book?", True), ("is there a book on the table?", True),
+                             ("is the book on the skateboard?", False), ("is the book on the elephant?", False)):
+        r = e.answer(GRAPH, text)
+        assert r.success and r.achievable is achievable and r.answer.startswith("no"), (text, r.answer)
