@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -291,6 +292,7 @@ class PerceptionPipeline:
             self._key_cond.notify_all()
 
     def _keyframe_loop(self) -> None:
+        _lower_thread_priority(KEYFRAME_NICE)
         while True:
             with self._key_cond:
                 cand = None
@@ -397,3 +399,17 @@ class PerceptionPipeline:
             self._last_key_pose, self._since_key = None, 0
             self._graph = self.objects.snapshot(None, self.config.map_frame)
         return self._graph
+
+
+KEYFRAME_NICE = 10  # the keyframe thread's niceness: see _lower_thread_priority
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's scheduling priority (Linux: a thread's own nice value). The keyframe thread's
+    recognition can take a core for most of a run; at equal priority it slows every frame's fusion, whose Open3D
+    calls want both cores of a small machine. Fusion keeps the camera's pace and recognition takes what is left,
+    which keyframe selection already budgets for. Threads the recognizer starts from here inherit it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError) as e:  # not Linux, or not allowed: keep the default priority
+        log.debug("keyframe thread priority unchanged: %s", e)

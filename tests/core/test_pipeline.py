@@ -138,3 +138,25 @@ def test_scheduler_pool_overflow_and_refresh():
     assert s.select() is None and s.skipped["recognised"] == 1  # already recognised, refresh not due
     s.offer(cand(range(100), 1.4))
     assert s.select().frame.stamp_s == 1.4  # nothing new, but 1.1 s since the last selection: refresh
+
+
+def test_keyframe_thread_runs_at_a_lower_priority_than_fusion():
+    """The keyframe thread lowers its own priority (Linux nice), not the process's: fusion in the calling thread
+    keeps its priority."""
+    import os
+    import threading
+
+    from g2vlm_core.pipeline import KEYFRAME_NICE, _lower_thread_priority
+
+    seen = {}
+
+    def worker():
+        _lower_thread_priority(KEYFRAME_NICE)
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["worker"] >= min(before + KEYFRAME_NICE, 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
