@@ -13,7 +13,7 @@ answer whose object is labelled otherwise than the noun asked says so; text that
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -325,16 +325,15 @@ class _Ctx:
                            answer=f"no {what} in the map matches '{d.text or self.text}'")
 
     def anchors_mapped(self, d: Desc) -> bool:
-        """Whether every object ``d`` is related to (relations, between, comparisons) names something in the map:
+        """Whether what ``d`` relates its noun to names something in the map, as the resolver reads it (relations
+        with their alternatives, between, comparisons, a superlative's anchor): ``d`` evaluated for any object.
         "is the book on the skateboard?" with neither mapped has no premise to answer no to."""
-        anchors = [r.anchor for r in d.relations] + [a for r in d.relations for a in r.alternatives]
-        anchors += [x for b in d.between for x in (b.first, b.second) if isinstance(x, Desc)]
-        anchors += [c.reference for c in d.comparisons if isinstance(c.reference, Desc)]
-        for a in anchors:
-            try:
-                self.res.evaluate(a, self.allowed)
-            except NotInMap:
-                return False
+        try:
+            self.res.evaluate(replace(d, noun=None, one=False, readings=[]), self.allowed)
+        except NotInMap:
+            return False
+        except NeedsViewpoint:  # the anchors were found; the relation only wants a viewer
+            pass
         return True
 
     def not_in_map(self, q: Query, e: NotInMap, kind: str) -> QueryResult:
