@@ -113,21 +113,18 @@ class _Prepared:
             self._cache["pho"] = np.dstack([i, sobel[2], sobel[3]])
         return self._cache["geo"], self._cache["pho"]
 
-    def refine_points(self, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every stride-th pixel with (smoothed) depth: rows, columns (N,), camera points (N, 3) and intensities
-        (N,), float32, as _refine_hybrid's source (computed once a frame, the strides as subsets of stride 1)."""
+    def refine_points(self, stride: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every stride-th pixel with (smoothed) depth: camera points (N, 3) and intensities (N,), float32, as
+        _refine_hybrid's source (computed once a frame, the strides as subsets of stride 1)."""
         key = f"points{stride}"
         if key not in self._cache:
-            if "points1" not in self._cache:
-                geo, pho = self.refine_maps()
-                v, u = np.nonzero(geo[:, :, 0] > 0)
-                z = geo[v, u, 0]
-                i = self.intr
-                p = np.stack([(u - i.cx) * (z / i.fx), (v - i.cy) * (z / i.fy), z], axis=1).astype(np.float32)
-                self._cache["points1"] = (v, u, p, pho[v, u, 0])
-            v, u, p, i = self._cache["points1"]
-            sub = (v % stride == 0) & (u % stride == 0)
-            self._cache[key] = (v[sub], u[sub], p[sub], i[sub])
+            geo, pho = self.refine_maps()
+            v, u = np.nonzero(geo[::stride, ::stride, 0] > 0)
+            v, u = v * stride, u * stride
+            z = geo[v, u, 0]
+            i = self.intr
+            p = np.stack([(u - i.cx) * (z / i.fx), (v - i.cy) * (z / i.fy), z], axis=1).astype(np.float32)
+            self._cache[key] = (p, pho[v, u, 0])
         return self._cache[key]
 
     def with_gain(self, gain: float) -> "_Prepared":
@@ -714,8 +711,8 @@ def _refine_hybrid(src: _Prepared, ref: _Prepared, T: np.ndarray, cfg: "ModelTra
     w_i = {"point_to_plane": 0.0, "intensity": 1.0}.get(cfg.method, cfg.refine_intensity_weight)  # the loss asked for
     T = T.copy()
     for s in cfg.refine_strides:
-        v, u, p, i_src = src.refine_points(s)
-        if len(v) < 100:
+        p, i_src = src.refine_points(s)
+        if len(p) < 100:
             break
         q = cv2.transform(p[:, None, :], T[:3].astype(np.float32))[:, 0]  # OpenCV, not BLAS: see the solve below
         with np.errstate(divide="ignore", invalid="ignore"):
