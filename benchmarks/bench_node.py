@@ -56,6 +56,7 @@ from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SpatialQuery  # noqa: E402
 
 BAG_HZ = 10.0  # g2vlm-synth stamps frames at 10 Hz
+NODE_DEPTH_MAX_M = 5.0  # the node's depth_max_m default (config/perception.yaml): the bare runs fuse the same depths
 
 
 def pct(x, q):
@@ -97,30 +98,48 @@ def bag_frames(bag: Path, n: int) -> list[dict]:
     return frames
 
 
-def bare_integration_ms(frames: list[dict], voxel: float, depth_max: float = 5.0) -> dict[str, float]:
+def node_allocation_stride(frames: list[dict], voxel: float, depth_max: float) -> int:
+    """The block allocation stride the node's fusion picks for these frames (FusionConfig.allocation_stride)."""
+    from g2vlm_core.geometry.camera import CameraIntrinsics
+    from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
+
+    K, (h, w) = frames[0]["K"], frames[0]["depth"].shape
+    fusion = TSDFFusion(FusionConfig(voxel_size_m=voxel, depth_max_m=depth_max, device="CPU:0"))
+    return fusion.allocation_stride(CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+
+
+def bare_integration_ms(frames: list[dict], voxel: float, depth_max: float = 5.0,
+                        stride: int = 1) -> dict[str, float]:
     """Median ms of Open3D's compute_unique_block_coordinates + integrate on the frames, inputs prepared outside the
-    timer: uint16 mm depth + uint8 colour (what the node feeds) and float32 m + float32 [0, 1] (for reference)."""
+    timer: uint16 mm depth + uint8 colour (what the node feeds) and float32 m + float32 [0, 1] (for reference),
+    both as Open3D's examples do (blocks allocated from every pixel); with ``stride`` > 1 also "uint16_alloc":
+    uint16 with blocks allocated from every stride-th pixel, as the node's fusion does (the same work as the node's
+    Open3D calls)."""
     import open3d as o3d
     import open3d.core as o3c
 
     from g2vlm_core.geometry.camera import invert_transform
 
     out = {}
-    for name in ("uint16", "float32"):
+    for name in ("uint16", "float32") + (("uint16_alloc",) if stride > 1 else ()):
         vbg = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32,) * 3, ((1), (1), (3)), voxel,
                                             8, 10000, o3c.Device("CPU:0"))
-        scale = 1000.0 if name == "uint16" else 1.0
+        scale = 1.0 if name == "float32" else 1000.0
+        s = stride if name == "uint16_alloc" else 1
         prepared = []
         for f in frames:
-            depth = f["depth"] if name == "uint16" else f["depth"].astype(np.float32) / 1000.0
-            color = f["rgb"] if name == "uint16" else f["rgb"].astype(np.float32) / 255.0
+            depth = f["depth"].astype(np.float32) / 1000.0 if name == "float32" else f["depth"]
+            color = f["rgb"].astype(np.float32) / 255.0 if name == "float32" else f["rgb"]
+            K_alloc = f["K"].copy()
+            K_alloc[:2] /= s
             prepared.append((o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth))),
+                             o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth[::s, ::s]))),
                              o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color))),
-                             o3c.Tensor(f["K"]), o3c.Tensor(invert_transform(f["T"]))))
+                             o3c.Tensor(f["K"]), o3c.Tensor(K_alloc), o3c.Tensor(invert_transform(f["T"]))))
         ms = []
-        for depth, color, K, ext in prepared:
+        for depth, depth_alloc, color, K, K_alloc, ext in prepared:
             t0 = time.perf_counter()
-            blocks = vbg.compute_unique_block_coordinates(depth, K, ext, scale, depth_max, 4.0)
+            blocks = vbg.compute_unique_block_coordinates(depth_alloc, K_alloc, ext, scale, depth_max, 4.0)
             vbg.integrate(blocks, depth, color, K, K, ext, scale, depth_max, 4.0)
             ms.append((time.perf_counter() - t0) * 1e3)
         out[name] = float(np.median(ms[len(ms) // 10:]))  # the first frames allocate most blocks
@@ -207,7 +226,8 @@ def main() -> None:
         player = BagPlayer(node, scene / "bag", rate=a.hz / BAG_HZ, flow_control=True, executor=ex, progress=False)
         player.wait_for_subscribers(60.0)
         time.sleep(3.0)  # let the node finish loading its model before the clock starts
-        bare_before = bare_integration_ms(frames, a.voxel)  # the node idle, waiting for frames
+        stride = node_allocation_stride(frames, a.voxel, NODE_DEPTH_MAX_M)
+        bare_before = bare_integration_ms(frames, a.voxel, NODE_DEPTH_MAX_M, stride)  # the node idle, waiting
         threading.Thread(target=sample_rss, daemon=True).start()
         sent: dict[float, float] = {}
         orig_publish = player.pubs[BAG_TOPICS["depth_topic"]].publish
@@ -270,7 +290,7 @@ def main() -> None:
             q = [r[int(len(r) * f)] for f in (0.25, 0.5, 0.75)] + [r[-1]]
             print(f"node RSS (MB)       at 25/50/75/100% of the run: {' / '.join(f'{x:.0f}' for x in q)}; "
                   f"peak {r.max():.0f}")
-        bare_after = bare_integration_ms(frames, a.voxel)
+        bare_after = bare_integration_ms(frames, a.voxel, NODE_DEPTH_MAX_M, stride)
         bare = {k: (bare_before[k] + bare_after[k]) / 2.0 for k in bare_after}
         if d:
             stages = {k[:-len("_ms_p50")]: float(v) for k, v in d.items() if k.endswith("_ms_p50")
@@ -282,12 +302,17 @@ def main() -> None:
                   + f"; whole path {path_ms:.2f}")
             print(f"bare Open3D VoxelBlockGrid (this process, same {len(frames)} frames, {a.voxel * 100:.0f} cm; "
                   f"before / after the run): uint16+uint8 {bare_before['uint16']:.2f} / {bare_after['uint16']:.2f} "
-                  f"ms/frame, float32 {bare_before['float32']:.2f} / {bare_after['float32']:.2f} ms/frame")
+                  f"ms/frame, float32 {bare_before['float32']:.2f} / {bare_after['float32']:.2f} ms/frame"
+                  + (f"; uint16, blocks allocated at a {stride}-pixel stride as the node does, "
+                     f"{bare_before['uint16_alloc']:.2f} / {bare_after['uint16_alloc']:.2f} ms/frame"
+                     if stride > 1 else ""))
             print(f"ratio               node fusion path / bare uint16 (mean of both) = "
                   f"{path_ms / bare['uint16']:.2f}; "
                   f"node's Open3D calls / bare = {stages.get('fusion_open3d', float('nan')) / bare['uint16']:.2f} "
                   f"(the same calls, sharing the CPU with the node's keyframe work); "
-                  f"node path / its own Open3D calls = {path_ms / stages.get('fusion_open3d', float('nan')):.2f}")
+                  f"node path / its own Open3D calls = {path_ms / stages.get('fusion_open3d', float('nan')):.2f}"
+                  + (f"; node path / bare with the node's allocation stride = {path_ms / bare['uint16_alloc']:.2f}"
+                     if stride > 1 else ""))
         if not a.no_queries:
             for n in (50, 500):
                 p50, p99 = query_latency(n)

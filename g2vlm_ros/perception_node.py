@@ -98,6 +98,9 @@ PARAMS = (
     ParamSpec("voxel_size_m", 0.02, "TSDF voxel edge (m).", 0.005, 0.5),
     ParamSpec("depth_min_m", 0.1, "Nearer depths are ignored (m).", 0.0, 10.0),
     ParamSpec("depth_max_m", 5.0, "Farther depths are ignored (m).", 0.1, 100.0),
+    ParamSpec("allocation_stride", 0, "TSDF blocks are allocated from every n-th depth pixel (0: automatic, 2 where "
+              "two pixels at depth_max_m are under a voxel apart, else 1; about 15 % less fusion time, same map).",
+              0, 8),
     ParamSpec("keyframe_every_n", 5, "A keyframe (segmentation + object update) at least every n frames.", 1, 1000),
     ParamSpec("async_keyframes", True, "Run keyframes (model, segmentation, object map) on their own thread so fusion "
               "keeps the frame rate; false runs them inline (deterministic, slower)."),
@@ -158,6 +161,7 @@ class NodeConfig:
     voxel_size_m: float
     depth_min_m: float
     depth_max_m: float
+    allocation_stride: int
     keyframe_every_n: int
     async_keyframes: bool
     keyframe_min_novelty: float
@@ -181,7 +185,8 @@ class NodeConfig:
         device = {"auto": "auto", "cpu": "CPU:0", "cuda": "CUDA:0"}[self.device]
         return PipelineConfig(
             fusion=FusionConfig(voxel_size_m=self.voxel_size_m, depth_min_m=self.depth_min_m,
-                                depth_max_m=self.depth_max_m, device=device, raise_on_invalid=False),
+                                depth_max_m=self.depth_max_m, allocation_stride=self.allocation_stride or None,
+                                device=device, raise_on_invalid=False),
             pose_source="odometry" if self.pose_source == "odometry" else "given",
             # odometry starts the map at a level camera at the origin: the floor is below it, not at z = 0
             segmenter=SegmenterConfig(floor_height_m=None) if self.pose_source == "odometry" else SegmenterConfig(),

@@ -79,6 +79,38 @@ def test_fused_surface_of_rendered_room_is_accurate(synthetic_frames):
                                atol=0.05)
 
 
+def test_allocation_stride_allocates_the_same_surface():
+    # 320x240: two pixels at 4.5 m are 3.75 cm apart, under the 4 cm voxel, so the automatic stride is 2
+    intr = CameraIntrinsics(320, 240, 240.0, 240.0, 159.5, 119.5)
+    mesh = room_mesh()
+    poses = [pose(-0.3 + 0.1 * i, 0.05 * i, -10 + 5 * i) for i in range(3)]
+    frames = [RGBDFrame(np.full((240, 320, 3), 128, np.uint8), render_depth(mesh, intr, T), intr, T) for T in poses]
+    assert TSDFFusion(cfg(depth_max_m=4.5)).allocation_stride(intr) == 2
+    maps = {}
+    for stride in (1, None):
+        fusion = TSDFFusion(cfg(depth_max_m=4.5, allocation_stride=stride))
+        assert all(fusion.integrate(f) for f in frames)
+        maps[stride] = (fusion.extract_point_cloud()[0], len(fusion.active_block_coords()))
+    (full, n_full), (strided, n_strided) = maps[1], maps[None]
+    assert n_strided <= n_full  # only blocks that a single pixel's band reaches go
+    d = points_to_mesh_distance(strided, mesh)
+    assert np.median(d) < 0.25 * 0.04 and np.quantile(d, 0.95) < 0.04
+    # the surface is the same: nearly every point of the full allocation has a point of the strided one within a voxel
+    tree = o3d.geometry.KDTreeFlann(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(strided.astype(np.float64))))
+    near = [tree.search_knn_vector_3d(p, 1)[2][0] <= 0.04 ** 2 for p in full.astype(np.float64)]
+    assert np.mean(near) > 0.99
+
+
+def test_allocation_stride_is_chosen_from_the_pixel_spacing_at_depth_max():
+    vga = CameraIntrinsics(640, 480, 554.3, 554.3, 319.5, 239.5)
+    assert TSDFFusion(cfg(voxel_size_m=0.02)).allocation_stride(vga) == 2  # two pixels at 5 m: 1.8 cm apart
+    assert TSDFFusion(cfg(voxel_size_m=0.01)).allocation_stride(vga) == 1
+    assert TSDFFusion(cfg(voxel_size_m=0.02)).allocation_stride(INTR) == 1  # 160x120: 8 cm apart
+    assert TSDFFusion(cfg(voxel_size_m=0.01, allocation_stride=3)).allocation_stride(vga) == 3
+    with pytest.raises(GeometryError, match="allocation_stride"):
+        cfg(allocation_stride=0)
+
+
 def test_must_show_3dmatch_frames_reproject_onto_fused_surface(threedmatch):
     """Fuse the five 3DMatch frames with their poses at 1 cm voxels; for each frame back-project its valid depth
     (0.1-4 m) with its pose and measure the unsigned distance of every point to the fused TSDF mesh
