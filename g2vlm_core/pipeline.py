@@ -404,6 +404,17 @@ class PerceptionPipeline:
 KEYFRAME_NICE = 10  # the keyframe thread's niceness: see _lower_thread_priority
 
 
+def limit_blas_threads(n: int) -> None:
+    """Cap numpy's BLAS (OpenBLAS, MKL, BLIS) at ``n`` threads for the whole process, through threadpoolctl. Its
+    pool starts one thread per core at import, at the importing thread's priority, and after each call its idle
+    threads spin for a while: calls from the keyframe thread then took the CPU from fusion at full priority (on 2
+    cores, Open3D's calls 22 ms a frame beside geometric keyframes against 12 with one BLAS thread). The matrices of
+    a perception process are small, so one thread loses nothing."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
 def _lower_thread_priority(nice: int) -> None:
     """Lower the calling thread's scheduling priority (Linux: a thread's own nice value). The keyframe thread's
     recognition can take a core for most of a run; at equal priority it slows every frame's fusion, whose Open3D

@@ -32,7 +32,7 @@ from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.recognition.factory import make_labeller
 from g2vlm_core.recognition.g2vlm import resolve_checkpoint
 from g2vlm_core.recognition.labeller import KeyframeLabeller
-from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig
+from g2vlm_core.pipeline import PerceptionPipeline, PipelineConfig, limit_blas_threads
 from g2vlm_core.geometry.segmentation import Segmenter, SegmenterConfig
 from g2vlm_core.language.embedding import TextEmbedder
 from g2vlm_core.language.query import QueryConfig, QueryEngine
@@ -113,6 +113,10 @@ PARAMS = (
               "core). One by default: fusion's Open3D threads need the rest, and torch's spinning workers made the "
               "model 4-5x slower when they had to share a 2-core CPU (measured: 58 against 299 ms a keyframe).",
               0, 256),
+    ParamSpec("blas_threads", 1, "Threads of numpy's BLAS in this process (0: the library's default, one per core). "
+              "One by default: BLAS's idle threads spin at full priority after each call from keyframe work and "
+              "took the CPU from fusion (Open3D's calls 22 against 12 ms a frame beside geometric keyframes on a "
+              "2-core CPU); the node's matrices are small.", 0, 256),
     ParamSpec("keyframe_refresh_s", 5.0, "async_keyframes: with nothing new in view, still one keyframe this often "
               "(s of frame stamps), so a changing scene stays current.", 0.0, 3600.0),
     ParamSpec("cloud_period_s", 2.0, "Fused-cloud publication period (s); 0 disables it.", 0.0, 3600.0),
@@ -167,6 +171,7 @@ class NodeConfig:
     keyframe_min_novelty: float
     keyframe_pool: int
     model_threads: int
+    blas_threads: int
     keyframe_refresh_s: float
     cloud_period_s: float
     diagnostics_period_s: float
@@ -249,6 +254,8 @@ class PerceptionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("g2vlm_perception", **kwargs)
         self.cfg: NodeConfig = declare_and_read(self, PARAMS, NodeConfig)
+        if self.cfg.blas_threads > 0:
+            limit_blas_threads(self.cfg.blas_threads)
         if self.cfg.device == "cuda":  # torch runs the hf recognizer and the G2VLM model (recognizer or reasoner)
             require_cuda(torch_needed=self.cfg.recognizer == "hf" or (
                 self.cfg.recognizer != "none" and resolve_checkpoint(self.cfg.model_checkpoint) is not None))

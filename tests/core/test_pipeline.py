@@ -1,6 +1,9 @@
 """PerceptionPipeline: skip reasons that never touch the map, keyframe cadence, save/load, keyframe selection."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -160,3 +163,20 @@ def test_keyframe_thread_runs_at_a_lower_priority_than_fusion():
     t.join()
     assert seen["worker"] >= min(before + KEYFRAME_NICE, 19)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_limit_blas_threads_caps_numpy_blas_for_the_process():
+    # in a child process: the cap is process-wide and must not leak into the test session
+    import subprocess
+    import sys
+
+    code = ("import numpy\nfrom threadpoolctl import threadpool_info\nfrom g2vlm_core.pipeline import limit_blas_threads\n"
+            "blas = lambda: [d['num_threads'] for d in threadpool_info() if d['user_api'] == 'blas']\n"
+            "print(max(blas()))\nlimit_blas_threads(1)\nprint(max(blas()))\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    before, after = int(out[0]), int(out[1])
+    assert after == 1
+    if os.cpu_count() > 1:
+        assert before > 1  # numpy's BLAS starts one thread per core: the cap changed something
