@@ -2,7 +2,7 @@
 
     python benchmarks/bench_node.py                       # 300 frames 640x480 at 30 Hz, shipped model, 2 cm
     python benchmarks/bench_node.py --hz 0                # as fast as the node consumes (throughput)
-    python benchmarks/bench_node.py --model none --no-queries
+    python benchmarks/bench_node.py --recognizer none --model none --no-queries   # geometry only
     python benchmarks/bench_node.py --param keyframe_every_n:=3 --param async_keyframes:=false
 
 1. makes (or reuses, under data/bench/) a synthetic scene bag of --frames frames (640x480, Kinect noise);
@@ -224,7 +224,12 @@ def main() -> None:
     frames = bag_frames(scene / "bag", a.frames)
     try:
         player = BagPlayer(node, scene / "bag", rate=a.hz / BAG_HZ, flow_control=True, executor=ex, progress=False)
-        player.wait_for_subscribers(60.0)
+        t_wait = time.monotonic()
+        while not player.wait_for_subscribers(1.0):
+            if not node_proc.alive() or time.monotonic() - t_wait > 120.0:
+                code, out = node_proc.stop(5.0)
+                raise SystemExit(f"the perception node never subscribed to the camera topics (exit code {code}); "
+                                 f"the end of its output:\n{out[-3000:]}")
         time.sleep(3.0)  # let the node finish loading its model before the clock starts
         stride = node_allocation_stride(frames, a.voxel, NODE_DEPTH_MAX_M)
         bare_before = bare_integration_ms(frames, a.voxel, NODE_DEPTH_MAX_M, stride)  # the node idle, waiting

@@ -371,7 +371,12 @@ class PerceptionNode(Node):
             "detector": c.hf_detector, "embedder": c.hf_embedder, "allow_download": c.hf_allow_download,
             "labels": tuple(s.strip() for s in c.hf_labels.split(",") if s.strip())}
         # MissingExtraError / RecognizerError / FileNotFoundError name what to install or which folder is wrong
-        labeller = make_labeller(c.recognizer, Segmenter(pipeline_cfg.segmenter), device, c.model_checkpoint, **hf)
+        try:
+            labeller = make_labeller(c.recognizer, Segmenter(pipeline_cfg.segmenter), device, c.model_checkpoint,
+                                     **hf)
+        except ValueError as e:  # parameters that do not go together (recognizer g2vlm without a model)
+            raise ParameterError(f"parameters recognizer={c.recognizer!r}, model_checkpoint={c.model_checkpoint!r}: "
+                                 f"{e}") from e
         reasoner = getattr(labeller, "reasoner", None)
         self.get_logger().info(f"recognizer {labeller.recognizer.describe()}" +
                                (f"; G2VLM model beside it on {device}" if reasoner is not None else ""))

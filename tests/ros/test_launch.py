@@ -119,6 +119,19 @@ def test_invalid_parameter_values_are_rejected_with_a_reason(arg, match):
         rclpy.shutdown(context=ctx)
 
 
+def test_a_recognizer_without_its_model_is_refused_as_a_parameter():
+    """A parameter error, which the node's process logs as one line and exit status 2 (spin_node), not a traceback."""
+    from g2vlm_ros.params import ParameterError
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["--ros-args", "-p", "recognizer:=g2vlm", "-p", "model_checkpoint:=none"])
+    try:
+        with pytest.raises(ParameterError, match="needs a model checkpoint"):
+            PerceptionNode(context=ctx)
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
 def test_launch_file_runs_for_real(monkeypatch):
     """The launch file through launch's own API, in this process, with its default params_file (found in the installed
     share folder): the node comes up, and launch's shutdown (SIGINT to it) ends it with exit status 0."""
