@@ -300,6 +300,9 @@ class PerceptionPipeline:
                     cand = self.scheduler.select()
                     if cand is not None:
                         break
+                    # select() may have dropped candidates that add nothing: wake wait_idle (and close()), whose
+                    # condition that can make true, before sleeping until the next offer
+                    self._key_cond.notify_all()
                     self._key_cond.wait()
                 if cand is None:
                     return

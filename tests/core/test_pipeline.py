@@ -180,3 +180,24 @@ def test_limit_blas_threads_caps_numpy_blas_for_the_process():
     assert after == 1
     if os.cpu_count() > 1:
         assert before > 1  # numpy's BLAS starts one thread per core: the cap changed something
+
+
+def test_wait_idle_wakes_when_the_scheduler_drops_the_last_candidate(frames):
+    """A candidate that adds nothing is dropped without keyframe work. Whoever waits in wait_idle (close() does, with
+    no timeout, when the node shuts down) must be woken then, not left waiting for a notification that never comes."""
+    import time
+
+    pipe = PerceptionPipeline(PipelineConfig(keyframe_every_n=1, async_keyframes=True, keyframe_refresh_s=100.0))
+    assert pipe.process(frames[0]).fused
+    assert pipe.wait_idle(30.0)
+    nothing_new = Candidate(_clone(frames[0], stamp_s=frames[0].stamp_s + 0.1), frames[0].T_world_cam,
+                            np.zeros(0, np.int64), time.monotonic())
+    with pipe._key_cond:  # re-entrant: wait_idle below starts waiting before the keyframe thread sees the candidate
+        pipe.scheduler.offer(nothing_new)
+        pipe._key_cond.notify_all()
+        t0 = time.monotonic()
+        assert pipe.wait_idle(5.0)
+        waited = time.monotonic() - t0
+    assert pipe.scheduler.skipped["recognised"] == 1
+    assert waited < 2.0, f"wait_idle slept {waited:.1f} s: nobody woke it when the candidate was dropped"
+    pipe.close()
