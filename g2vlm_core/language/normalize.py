@@ -9,6 +9,7 @@ its particles "over", "towards" only right after it), and "'s" before a determin
 """
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -57,6 +58,88 @@ _CODE_CHARS = re.compile(r"[;{}<>$`|\\=\[\]#@^~]")
 _SQL = re.compile(r"\b(select|insert|update|delete|drop|create|alter|truncate|union|exec|grant)\b.*"
                   r"\b(from|into|table|set|where|values|database|all|privileges)\b")
 _SHELL = re.compile(r"(^|\s)(--?[a-z]|\.\./|/[a-z]+/)|/\*|\*/|&&|\bsudo\b|\bchmod\b|\bimport\s+\w+\s*$")
+
+
+# Structured planner output: "object: lamp; location: cabinet", "target=cup, on=table", or a JSON object
+# {"object": "mug", "color": "red", "relation": "on", "anchor": "table"}. Field name -> its role in the phrase the
+# fields are read as (see structured_query).
+_FIELD_ROLES = {
+    **dict.fromkeys(("object", "target", "item", "thing", "noun", "category", "class", "label", "name", "find",
+                     "get", "fetch", "grab", "pick", "goal"), "head"),
+    **dict.fromkeys(("color", "colour"), "colour"),
+    **dict.fromkeys(("size",), "size"),
+    **dict.fromkeys(("attribute", "attributes", "property", "adjective"), "attribute"),
+    **dict.fromkeys(("relation", "predicate", "spatial relation", "spatial_relation", "preposition"), "relation"),
+    **dict.fromkeys(("anchor", "reference", "landmark", "relative to", "relative_to", "reference object",
+                     "reference_object"), "anchor"),
+    **dict.fromkeys(("location", "place", "position", "where", "at"), "location"),
+}  # no "query" / "text" field: a wrapped free-text query ({"query": "..."}) stays refused, as the dev set expects
+# a field named by a relation word is that relation with its value as the anchor ("on: table")
+_RELATION_FIELDS = ("on", "on top of", "under", "below", "above", "near", "next to", "beside", "by", "in", "inside",
+                    "left of", "right of", "in front of", "behind", "between", "nearest to", "closest to",
+                    "farthest from", "left_of", "right_of", "in_front_of", "next_to", "on_top_of", "nearest_to",
+                    "closest_to")
+_FIELD_SEP = re.compile(r"\s*[;,\n]\s*")
+_FIELD = re.compile(r"^([a-z][a-z _]*?)\s*[:=]\s*(.+)$")
+_VALUE = re.compile(r"^[a-z0-9][a-z0-9 '\-]*$")
+
+
+def structured_query(text: str) -> str | None:
+    """The phrase a structured query means ("object: lamp; location: cabinet" -> "the lamp near the cabinet"), or
+    None when ``text`` is not one: every field must be ``name: value`` (or ``name=value``; separated by ';', ',' or
+    new lines, or a flat JSON object of strings), named by a role of _FIELD_ROLES or a relation word, with a value
+    of words only. Anything else (code, SQL, a field we do not know) is left to the ordinary reading, which
+    refuses what is not a query."""
+    s = unicodedata.normalize("NFKC", text).strip().lower()
+    fields: list[tuple[str, str]] = []
+    if s.startswith("{"):
+        try:
+            obj = json.loads(s)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+            return None
+        fields = [(str(k).strip(), v.strip()) for k, v in obj.items()]
+    else:
+        parts = [p for p in _FIELD_SEP.split(s.rstrip(";,. ")) if p]
+        for p in parts:
+            m = _FIELD.match(p)
+            if m is None:
+                return None
+            fields.append((m.group(1).strip(), m.group(2).strip().rstrip(".")))
+    if len(fields) < 2 and ";" not in s and not s.startswith("{"):
+        return None  # one plain field: "target: red cup" reads well as it is
+    roles: dict[str, str] = {}
+    rel_anchor: list[str] = []
+    for name, value in fields:
+        key = name.replace("_", " ")
+        if not _VALUE.match(value):
+            return None
+        value = re.sub(r"^(the|a|an)\s+", "", value)  # "on: the table"
+        if name in _FIELD_ROLES or key in _FIELD_ROLES:
+            role = _FIELD_ROLES.get(name, _FIELD_ROLES.get(key))
+            if role in roles:
+                return None
+            roles[role] = value
+        elif name in _RELATION_FIELDS or key in _RELATION_FIELDS:
+            rel_anchor.append(f"{key} the {value}")
+        else:
+            return None
+    if "head" not in roles:
+        return None
+    words = [roles.get("size", ""), roles.get("attribute", ""), roles.get("colour", ""), roles["head"]]
+    phrase = "the " + " ".join(w for w in words if w)
+    if "relation" in roles:
+        if "anchor" not in roles:
+            return None
+        rel_anchor.insert(0, f"{roles['relation'].replace('_', ' ')} the {roles['anchor']}")
+    elif "anchor" in roles:
+        return None
+    if "location" in roles:
+        loc = roles["location"]
+        first = loc.split()[0]
+        rel_anchor.append(loc if first in {r.split()[0] for r in _RELATION_FIELDS} else f"near the {loc}")
+    return " ".join([phrase] + rel_anchor)
 
 
 def non_query_reason(text: str) -> str | None:

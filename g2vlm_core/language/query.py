@@ -22,7 +22,8 @@ from ..predicates import CONVERSE, VIEW_DEPENDENT, PredicateConfig, Viewpoint, p
 from ..scene_graph import SceneGraph, SceneObject, SpatialRelation
 from . import answers as A
 from .labels import LabelMatcher, normalise_label
-from .normalize import MAX_QUERY_CHARS, non_query_reason, tag, unknown_word_share, validate_query, with_typos_corrected
+from .normalize import (MAX_QUERY_CHARS, non_query_reason, structured_query, tag, unknown_word_share, validate_query,
+                        with_typos_corrected)
 from .parser import Desc, ParseError, Query, QueryParser
 from .resolve import HOLDS, Evaluated, NeedsViewpoint, NotInMap, ResolveConfig, Resolver, tentative_mask
 
@@ -144,6 +145,7 @@ class QueryEngine:
                                           or search_radius <= 0 or not np.all(np.isfinite(search_center))):
             msg = "search region needs a finite centre and a positive radius"
             return QueryResult(success=False, error=msg, answer=msg, kind="invalid")
+        text = structured_query(text) or text  # planner fields ("object: mug; on: table") read as a phrase
         reason = non_query_reason(text)
         if reason:
             return QueryResult(success=True, achievable=False, kind="invalid", answer=f"not a query: {reason}")

@@ -88,6 +88,21 @@ def test_queries_are_queries(text):
     assert non_query_reason(text) is None
 
 
+@pytest.mark.parametrize("text", ["object: mug; on: table; color: white", "target=mug, on=table, colour=white",
+                                  '{"object": "mug", "color": "white", "relation": "on", "anchor": "table"}',
+                                  "item: white mug\nlocation: on the table", "object: mug; location: table; color: white"])
+def test_structured_planner_fields_read_as_the_phrase_they_mean(text):
+    r = QueryEngine().answer(GRAPH, text)
+    assert r.success and r.achievable and r.object_ids[0] == MUG_R.id, r.answer
+
+
+@pytest.mark.parametrize("text", ["object: mug; drop: table", '{"object": "mug", "where": {"$gt": 1}}',
+                                  "object: mug; on: table; --", "object: mug; object: sofa", "relation: on; anchor: table"])
+def test_structured_fields_we_do_not_know_are_refused_with_a_reason(text):
+    r = QueryEngine().answer(GRAPH, text)
+    assert r.success and not r.achievable and r.answer
+
+
 def test_lemmas():
     for plural, single in (("chairs", "chair"), ("boxes", "box"), ("shelves", "shelf"), ("couches", "couch"),
                            ("glasses", "glass"), ("knives", "knife"), ("people", "person"), ("bus", "bus"),
