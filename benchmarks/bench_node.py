@@ -56,7 +56,7 @@ from g2vlm_ros.replay import BagPlayer  # noqa: E402
 from g2vlm_ros.srv import SpatialQuery  # noqa: E402
 
 BAG_HZ = 10.0  # g2vlm-synth stamps frames at 10 Hz
-NODE_DEPTH_MAX_M = 5.0  # the node's depth_max_m default (config/perception.yaml): the bare runs fuse the same depths
+NODE_DEPTH_MAX_M = 5.0  # the node's depth_max_m default (config/perception.yaml), unless --param sets it
 
 
 def pct(x, q):
@@ -98,13 +98,15 @@ def bag_frames(bag: Path, n: int) -> list[dict]:
     return frames
 
 
-def node_allocation_stride(frames: list[dict], voxel: float, depth_max: float) -> int:
-    """The block allocation stride the node's fusion picks for these frames (FusionConfig.allocation_stride)."""
+def node_allocation_stride(frames: list[dict], voxel: float, depth_max: float, stride_param: int = 0) -> int:
+    """The block allocation stride the node's fusion picks for these frames (FusionConfig.allocation_stride; the
+    node parameter allocation_stride, 0 = automatic)."""
     from g2vlm_core.geometry.camera import CameraIntrinsics
     from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
 
     K, (h, w) = frames[0]["K"], frames[0]["depth"].shape
-    fusion = TSDFFusion(FusionConfig(voxel_size_m=voxel, depth_max_m=depth_max, device="CPU:0"))
+    fusion = TSDFFusion(FusionConfig(voxel_size_m=voxel, depth_max_m=depth_max, device="CPU:0",
+                                     allocation_stride=stride_param or None))
     return fusion.allocation_stride(CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
 
 
@@ -192,9 +194,10 @@ def main() -> None:
     a = ap.parse_args()
 
     scene = ensure_scene(a.data_dir, a.seed, a.frames, a.width, a.height)
+    extra = dict(p.split(":=", 1) for p in a.param)
     node_proc = perception_node_process({**BAG_TOPICS, "sensor_reliable": True, "voxel_size_m": a.voxel,
-                                         "model_checkpoint": a.model, "recognizer": a.recognizer,
-                                         **dict(p.split(":=", 1) for p in a.param)})
+                                         "model_checkpoint": a.model, "recognizer": a.recognizer, **extra})
+    depth_max = float(extra.get("depth_max_m", NODE_DEPTH_MAX_M))  # the bare runs fuse the depths the node fuses
     rclpy.init()
     node = rclpy.create_node("bench_node")
     ex = SingleThreadedExecutor()
@@ -231,8 +234,8 @@ def main() -> None:
                 raise SystemExit(f"the perception node never subscribed to the camera topics (exit code {code}); "
                                  f"the end of its output:\n{out[-3000:]}")
         time.sleep(3.0)  # let the node finish loading its model before the clock starts
-        stride = node_allocation_stride(frames, a.voxel, NODE_DEPTH_MAX_M)
-        bare_before = bare_integration_ms(frames, a.voxel, NODE_DEPTH_MAX_M, stride)  # the node idle, waiting
+        stride = node_allocation_stride(frames, a.voxel, depth_max, int(extra.get("allocation_stride", 0)))
+        bare_before = bare_integration_ms(frames, a.voxel, depth_max, stride)  # the node idle, waiting for frames
         threading.Thread(target=sample_rss, daemon=True).start()
         sent: dict[float, float] = {}
         orig_publish = player.pubs[BAG_TOPICS["depth_topic"]].publish
@@ -295,7 +298,7 @@ def main() -> None:
             q = [r[int(len(r) * f)] for f in (0.25, 0.5, 0.75)] + [r[-1]]
             print(f"node RSS (MB)       at 25/50/75/100% of the run: {' / '.join(f'{x:.0f}' for x in q)}; "
                   f"peak {r.max():.0f}")
-        bare_after = bare_integration_ms(frames, a.voxel, NODE_DEPTH_MAX_M, stride)
+        bare_after = bare_integration_ms(frames, a.voxel, depth_max, stride)
         bare = {k: (bare_before[k] + bare_after[k]) / 2.0 for k in bare_after}
         if d:
             stages = {k[:-len("_ms_p50")]: float(v) for k, v in d.items() if k.endswith("_ms_p50")
@@ -314,7 +317,8 @@ def main() -> None:
             print(f"ratio               node fusion path / bare uint16 (mean of both) = "
                   f"{path_ms / bare['uint16']:.2f}; "
                   f"node's Open3D calls / bare = {stages.get('fusion_open3d', float('nan')) / bare['uint16']:.2f} "
-                  f"(the same calls, sharing the CPU with the node's keyframe work); "
+                  f"(sharing the CPU with the node's keyframe work"
+                  + (f"; they allocate blocks at a {stride}-pixel stride" if stride > 1 else "") + "); "
                   f"node path / its own Open3D calls = {path_ms / stages.get('fusion_open3d', float('nan')):.2f}"
                   + (f"; node path / bare with the node's allocation stride = {path_ms / bare['uint16_alloc']:.2f}"
                      if stride > 1 else ""))

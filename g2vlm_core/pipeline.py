@@ -300,8 +300,8 @@ class PerceptionPipeline:
                     cand = self.scheduler.select()
                     if cand is not None:
                         break
-                    # select() may have dropped candidates that add nothing: wake wait_idle (and close()), whose
-                    # condition that can make true, before sleeping until the next offer
+                    # select() may have dropped candidates that add nothing, which can make wait_idle's condition
+                    # true: wake its waiters (close() is one) before sleeping until the next offer
                     self._key_cond.notify_all()
                     self._key_cond.wait()
                 if cand is None:
