@@ -25,7 +25,9 @@ def render_map_png(points: np.ndarray, colors: np.ndarray | None, graph: SceneGr
         pts = pts[::step]
         cols = None if cols is None else cols[::step]
     fig, axes = plt.subplots(1, 2, figsize=(14, 6.5), gridspec_kw={"width_ratios": [1.0, 1.0]})
+    labels = []  # per panel: (axes, its label texts)
     for ax, (i, j), name in ((axes[0], (0, 1), "top view (x, y)"), (axes[1], (0, 2), "side view (x, z)")):
+        texts = []
         if len(pts):
             order = np.argsort(pts[:, 3 - i - j])  # draw far-to-near along the hidden axis
             ax.scatter(pts[order, i], pts[order, j], s=2.5, c=None if cols is None else cols[order],
@@ -41,9 +43,10 @@ def render_map_png(points: np.ndarray, colors: np.ndarray | None, graph: SceneGr
                 lo, hi = corners.min(axis=0), corners.max(axis=0)
                 ring = np.array([[lo[0], lo[2]], [hi[0], lo[2]], [hi[0], hi[2]], [lo[0], hi[2]], [lo[0], lo[2]]])
             ax.plot(ring[:, 0], ring[:, 1], color="red" if hot else "black", lw=2.2 if hot else 0.8)
-            ax.text(ring[:, 0].mean(), ring[:, 1].max(), f"{o.label} #{o.id}", fontsize=7, ha="center",
-                    va="bottom", color="red" if hot else "black",
-                    bbox={"facecolor": "white", "alpha": 0.6, "pad": 0.5, "edgecolor": "none"})
+            texts.append(ax.text(ring[:, 0].mean(), ring[:, 1].max(), f"{o.label} #{o.id}", fontsize=7, ha="center",
+                                 va="bottom", color="red" if hot else "black",
+                                 bbox={"facecolor": "white", "alpha": 0.6, "pad": 0.5, "edgecolor": "none"}))
+        labels.append((ax, texts))
         ax.set_aspect("equal")
         ax.set_xlabel("x (m)")
         ax.set_ylabel("y (m)" if j == 1 else "z (m)")
@@ -51,8 +54,21 @@ def render_map_png(points: np.ndarray, colors: np.ndarray | None, graph: SceneGr
         ax.grid(alpha=0.3)
     fig.suptitle(title or f"{len(graph.objects)} objects, {len(points)} points")
     fig.tight_layout()
+    _spread_labels(labels)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _spread_labels(labels) -> None:
+    """Move overlapping labels apart, each tied to its box by a thin line (adjustText; without it the labels stay at
+    their boxes' tops, where objects close together print over each other)."""
+    try:
+        from adjustText import adjust_text
+    except ImportError:
+        return
+    for ax, texts in labels:
+        if len(texts) > 1:
+            adjust_text(texts, ax=ax, expand=(1.05, 1.2), arrowprops={"arrowstyle": "-", "color": "0.35", "lw": 0.5})
