@@ -69,16 +69,16 @@ _FIELD_ROLES = {
     **dict.fromkeys(("color", "colour"), "colour"),
     **dict.fromkeys(("size",), "size"),
     **dict.fromkeys(("attribute", "attributes", "property", "adjective"), "attribute"),
-    **dict.fromkeys(("relation", "predicate", "spatial relation", "spatial_relation", "preposition"), "relation"),
-    **dict.fromkeys(("anchor", "reference", "landmark", "relative to", "relative_to", "reference object",
-                     "reference_object"), "anchor"),
+    **dict.fromkeys(("relation", "predicate", "spatial relation", "preposition"), "relation"),
+    **dict.fromkeys(("anchor", "reference", "landmark", "relative to", "reference object"), "anchor"),
     **dict.fromkeys(("location", "place", "position", "where", "at"), "location"),
 }  # no "query" / "text" field: a wrapped free-text query ({"query": "..."}) stays refused, as the dev set expects
-# a field named by a relation word is that relation with its value as the anchor ("on: table")
-_RELATION_FIELDS = ("on", "on top of", "under", "below", "above", "near", "next to", "beside", "by", "in", "inside",
-                    "left of", "right of", "in front of", "behind", "between", "nearest to", "closest to",
-                    "farthest from", "left_of", "right_of", "in_front_of", "next_to", "on_top_of", "nearest_to",
-                    "closest_to")
+# a field named by a relation word is that relation with its value as the anchor ("on: table"); field names are
+# looked up with "_" read as a space ("spatial_relation", "left_of")
+_RELATION_FIELDS = frozenset(("on", "on top of", "under", "below", "above", "near", "next to", "beside", "by", "in",
+                              "inside", "left of", "right of", "in front of", "behind", "between", "nearest to",
+                              "closest to", "farthest from"))
+_RELATION_FIRST_WORDS = frozenset(r.split()[0] for r in _RELATION_FIELDS)  # a location value that starts a relation
 _FIELD_SEP = re.compile(r"\s*[;,\n]\s*")
 _FIELD = re.compile(r"^([a-z][a-z _]*?)\s*[:=]\s*(.+)$")
 _VALUE = re.compile(r"^[a-z0-9][a-z0-9 '\-]*$")
@@ -116,12 +116,12 @@ def structured_query(text: str) -> str | None:
         if not _VALUE.match(value):
             return None
         value = re.sub(r"^(the|a|an)\s+", "", value)  # "on: the table"
-        if name in _FIELD_ROLES or key in _FIELD_ROLES:
-            role = _FIELD_ROLES.get(name, _FIELD_ROLES.get(key))
+        if key in _FIELD_ROLES:
+            role = _FIELD_ROLES[key]
             if role in roles:
                 return None
             roles[role] = value
-        elif name in _RELATION_FIELDS or key in _RELATION_FIELDS:
+        elif key in _RELATION_FIELDS:
             rel_anchor.append(f"{key} the {value}")
         else:
             return None
@@ -137,8 +137,7 @@ def structured_query(text: str) -> str | None:
         return None
     if "location" in roles:
         loc = roles["location"]
-        first = loc.split()[0]
-        rel_anchor.append(loc if first in {r.split()[0] for r in _RELATION_FIELDS} else f"near the {loc}")
+        rel_anchor.append(loc if loc.split()[0] in _RELATION_FIRST_WORDS else f"near the {loc}")
     return " ".join([phrase] + rel_anchor)
 
 
