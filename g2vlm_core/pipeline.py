@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .geometry.camera import GeometryError, check_rigid
+from .geometry.camera import GeometryError, check_rigid, rotation_angle_deg
 from .geometry.fusion import FusionConfig, TSDFFusion
 from .mapping import map_store
 from .mapping.object_map import MapFormatError, ObjectMap, ObjectMapConfig
@@ -170,8 +170,8 @@ class PerceptionPipeline:
         if self._last_key_pose is None or self._since_key >= c.keyframe_every_n:
             return True
         rel = np.linalg.inv(self._last_key_pose) @ T
-        angle = np.degrees(np.arccos(np.clip((np.trace(rel[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
-        return bool(np.linalg.norm(rel[:3, 3]) >= c.keyframe_translation_m or angle >= c.keyframe_rotation_deg)
+        return bool(np.linalg.norm(rel[:3, 3]) >= c.keyframe_translation_m
+                    or rotation_angle_deg(rel) >= c.keyframe_rotation_deg)
 
     def process(self, frame: RGBDFrame, t_received: float | None = None) -> FrameReport:
         """Fuse one frame (and, on keyframe candidates, offer it for keyframe work). Never raises for bad data: see

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 
 class GeometryError(ValueError):
@@ -177,3 +178,10 @@ def invert_transform(T: np.ndarray) -> np.ndarray:
     out[:3, :3] = T[:3, :3].T
     out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
     return out
+
+
+def rotation_angle_deg(T: np.ndarray) -> float:
+    """Angle in degrees of the rotation of a 3x3 rotation or a 4x4 rigid transform (scipy's rotation magnitude, of
+    the nearest rotation to the 3x3 block): the one definition behind keyframe selection, odometry's motion checks and
+    the RPE metric."""
+    return float(np.degrees(Rotation.from_matrix(np.asarray(T, dtype=np.float64)[:3, :3]).magnitude()))

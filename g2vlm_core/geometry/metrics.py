@@ -9,6 +9,7 @@ import open3d as o3d
 import open3d.core as o3c
 from scipy.spatial import cKDTree
 
+from .camera import rotation_angle_deg
 from .ops import mesh_arrays
 from ..scene_graph import Box3D
 
@@ -253,7 +254,7 @@ def relative_pose_error(estimate: np.ndarray, ground_truth: np.ndarray, delta: i
         Eg = np.linalg.inv(g[i]) @ g[i + delta]
         D = np.linalg.inv(Eg) @ Ee
         dt.append(np.linalg.norm(D[:3, 3]))
-        dr.append(np.degrees(np.arccos(np.clip((np.trace(D[:3, :3]) - 1) / 2, -1, 1))))
+        dr.append(rotation_angle_deg(D))
     if not dt:
         return float("nan"), float("nan")
     return float(np.sqrt(np.mean(np.square(dt)))), float(np.sqrt(np.mean(np.square(dr))))

@@ -11,7 +11,8 @@ import numpy as np
 import open3d as o3d
 import open3d.core as o3c
 
-from .camera import CameraIntrinsics, GeometryError, check_rigid, invert_transform, valid_depth_mask
+from .camera import (CameraIntrinsics, GeometryError, check_rigid, invert_transform, rotation_angle_deg,
+                     valid_depth_mask)
 from ..frame import RGBDFrame
 from .ops import intrinsics_tensor, resolve_device
 
@@ -199,7 +200,7 @@ def _align(src: _Prepared, tgt: _Prepared, init: np.ndarray, cfg: OdometryConfig
         out.failure_reason = f"non_rigid_result: {e}"
         return out
     out.overlap, out.inlier_ratio, out.inlier_rmse = _consistency(src, tgt, T, cfg)
-    angle = np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+    angle = rotation_angle_deg(T)
     shift = float(np.linalg.norm(T[:3, 3]))
     if shift > cfg.max_translation_m or angle > cfg.max_rotation_deg:
         out.failure_reason = f"implausible_motion: {shift:.3f} m, {angle:.1f} deg"
@@ -535,7 +536,7 @@ class ModelTracker:
 
     def _plausible(self, T_world_cam: np.ndarray) -> str:
         step = invert_transform(self.pose) @ T_world_cam
-        shift, angle = float(np.linalg.norm(step[:3, 3])), _angle_deg(step[:3, :3])
+        shift, angle = float(np.linalg.norm(step[:3, 3])), rotation_angle_deg(step)
         c = self.config
         if shift > c.max_translation_m or angle > c.max_rotation_deg:
             return f"implausible_motion: {shift:.3f} m, {angle:.1f} deg in one frame"
@@ -546,7 +547,7 @@ class ModelTracker:
             return True
         rel = invert_transform(self._ref[0]) @ T_world_pred
         return bool(np.linalg.norm(rel[:3, 3]) > self.config.reference_translation_m
-                    or _angle_deg(rel[:3, :3]) > self.config.reference_rotation_deg)
+                    or rotation_angle_deg(rel) > self.config.reference_rotation_deg)
 
     def track(self, frame: RGBDFrame) -> ModelTrackingResult:
         t0 = time.perf_counter()
@@ -770,10 +771,6 @@ def _sample(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
             for x in (u, v)]
     out = cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return out.reshape(rows * cols, image.shape[2])[:n]
-
-
-def _angle_deg(R: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def _orthonormalised(T: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from g2vlm_core.geometry.camera import CameraIntrinsics, GeometryError, pixel_rays
+from g2vlm_core.geometry.camera import CameraIntrinsics, GeometryError, pixel_rays, rotation_angle_deg
 from g2vlm_core.frame import RGBDFrame
 from g2vlm_core.geometry.ops import (frame_points, from_o3d_pointcloud, normals_from_depth, render_depth,
                                  resolve_device, to_o3d_pointcloud, voxel_downsample)
@@ -154,3 +154,16 @@ def test_undistorter_moves_points_to_their_pinhole_pixels(model, D):
     assert pinhole.distortion == () and pinhole.K.tolist() == intr.K.tolist()
     with pytest.raises(GeometryError):
         Undistorter()(rgb, depth, CameraIntrinsics(320, 240, 250.0, 250.0, 160.0, 120.0, "fancy_lens", (0.1,)))
+
+
+@pytest.mark.parametrize("deg", [0.0, 0.01, 3.0, 90.0, 179.9])
+def test_rotation_angle_of_3x3_and_4x4_about_any_axis(deg):
+    axis = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    t = np.radians(deg)
+    R = np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k  # Rodrigues
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (5.0, -2.0, 1.0)  # the translation plays no part
+    assert rotation_angle_deg(R) == pytest.approx(deg, abs=1e-6)
+    assert rotation_angle_deg(T) == pytest.approx(deg, abs=1e-6)
+    assert rotation_angle_deg(R.T) == pytest.approx(deg, abs=1e-6)
