@@ -102,12 +102,11 @@ def node_allocation_stride(frames: list[dict], voxel: float, depth_max: float, s
     """The block allocation stride the node's fusion picks for these frames (FusionConfig.allocation_stride; the
     node parameter allocation_stride, 0 = automatic)."""
     from g2vlm_core.geometry.camera import CameraIntrinsics
-    from g2vlm_core.geometry.fusion import FusionConfig, TSDFFusion
+    from g2vlm_core.geometry.fusion import FusionConfig
 
     K, (h, w) = frames[0]["K"], frames[0]["depth"].shape
-    fusion = TSDFFusion(FusionConfig(voxel_size_m=voxel, depth_max_m=depth_max, device="CPU:0",
-                                     allocation_stride=stride_param or None))
-    return fusion.allocation_stride(CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    return FusionConfig(voxel_size_m=voxel, depth_max_m=depth_max, allocation_stride=stride_param or None) \
+        .allocation_stride_for(CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
 
 
 def bare_integration_ms(frames: list[dict], voxel: float, depth_max: float = 5.0,

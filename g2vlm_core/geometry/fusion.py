@@ -62,6 +62,13 @@ class FusionConfig:
         if self.local_radius_m is not None and self.local_radius_m <= 0:
             raise GeometryError("local_radius_m must be positive or None")
 
+    def allocation_stride_for(self, intr: CameraIntrinsics) -> int:
+        """The pixel stride of block allocation for a camera: ``allocation_stride``, or when None, 2 where two
+        pixels at ``depth_max_m`` are under one voxel apart, else 1."""
+        if self.allocation_stride is not None:
+            return self.allocation_stride
+        return 2 if 2 * self.depth_max_m / min(intr.fx, intr.fy) <= self.voxel_size_m else 1
+
 
 @dataclass(frozen=True)
 class FusionStats:
@@ -165,11 +172,8 @@ class TSDFFusion:
         return self._K_cache[2]
 
     def allocation_stride(self, intr: CameraIntrinsics) -> int:
-        """The pixel stride of block allocation for a camera (see FusionConfig.allocation_stride)."""
-        c = self.config
-        if c.allocation_stride is not None:
-            return c.allocation_stride
-        return 2 if 2 * c.depth_max_m / min(intr.fx, intr.fy) <= c.voxel_size_m else 1
+        """The pixel stride of block allocation for a camera (FusionConfig.allocation_stride_for)."""
+        return self.config.allocation_stride_for(intr)
 
     def _K_alloc(self, intr: CameraIntrinsics, stride: int) -> o3c.Tensor:
         """K of the depth image read at every ``stride``-th pixel (its pixel j is the full image's pixel
