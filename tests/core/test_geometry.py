@@ -167,3 +167,8 @@ def test_rotation_angle_of_3x3_and_4x4_about_any_axis(deg):
     assert rotation_angle_deg(R) == pytest.approx(deg, abs=1e-6)
     assert rotation_angle_deg(T) == pytest.approx(deg, abs=1e-6)
     assert rotation_angle_deg(R.T) == pytest.approx(deg, abs=1e-6)
+
+
+def test_rotation_angle_answers_for_matrices_that_are_not_rotations():
+    assert np.isnan(rotation_angle_deg(np.full((4, 4), np.nan)))  # a failed tracker's pose: NaN, no exception
+    assert rotation_angle_deg(np.diag([1.0, 1.0, -1.0])) == pytest.approx(90.0)  # improper: still a number
