@@ -182,7 +182,7 @@ def invert_transform(T: np.ndarray) -> np.ndarray:
 def rotation_angle_deg(T: np.ndarray) -> float:
     """Angle in degrees of the rotation of a 3x3 rotation or a 4x4 rigid transform: the one definition behind keyframe
     selection, odometry's motion checks and the RPE metric. Any matrix gets an answer (NaN for non-finite ones): written
-    with the trace formula, not scipy's Rotation, which raises on a matrix that is not a proper rotation (a failed
-    tracker's pose in the RPE, a drifting float32 chain)."""
+    with the trace formula, not scipy's Rotation, which raises on non-finite or improper matrices (a failed tracker's
+    pose in the RPE)."""
     R = np.asarray(T, dtype=np.float64)[:3, :3]
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
